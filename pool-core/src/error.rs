@@ -1,0 +1,156 @@
+//! Errors of the pool and of its configuration.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The phase of an acquisition that ran out of time.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a connection to be returned or for capacity to open one.
+    Wait,
+    /// Opening a new connection (`Manager::connect`).
+    Connect,
+    /// Checking an idle connection (`Manager::validate`).
+    Validate,
+    /// Cleaning a dirty connection (`Manager::reset`).
+    Reset,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Wait => "waiting for a connection",
+            Phase::Connect => "connecting",
+            Phase::Validate => "validating a connection",
+            Phase::Reset => "resetting a connection",
+        })
+    }
+}
+
+/// Why a connection could not be had.
+///
+/// `E` is the driver's error. `Display` describes the pool's side only; the driver's error is
+/// the [`source`](std::error::Error::source), so error reporters print each once.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum PoolError<E> {
+    /// The acquisition ran out of time in `phase`.
+    Timeout {
+        /// Which phase ran out of time.
+        phase: Phase,
+        /// How long the caller waited in all.
+        waited: Duration,
+        /// The last connect error seen by this request, if any.
+        last_error: Option<E>,
+    },
+    /// Opening a connection failed with a driver error that retrying will not heal, or kept
+    /// failing until the connect timeout ran out.
+    Backend(E),
+    /// Connects keep failing (the database looks down), so the pool fails fast instead of queueing
+    /// this request behind a dead server. It probes again by itself with backoff.
+    Unavailable {
+        /// Consecutive failed connects so far.
+        failures: u32,
+    },
+    /// The pool was closed.
+    Closed,
+    /// `Pool::scoped` was called outside any scope of that pool.
+    NoScope,
+    /// The scope's connection is already borrowed by another part of the same scope.
+    ScopeBusy,
+}
+
+impl<E> PoolError<E> {
+    /// The driver error behind this error, if there is one.
+    pub fn backend(&self) -> Option<&E> {
+        match self {
+            PoolError::Backend(e) => Some(e),
+            PoolError::Timeout { last_error, .. } => last_error.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a [`PoolError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, PoolError::Timeout { .. })
+    }
+}
+
+impl<E> fmt::Display for PoolError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Timeout {
+                phase,
+                waited,
+                last_error,
+            } => {
+                write!(f, "timed out {phase} after {waited:?}")?;
+                if last_error.is_some() {
+                    f.write_str(" (last connect error in source)")?;
+                }
+                Ok(())
+            }
+            PoolError::Backend(_) => f.write_str("could not open a database connection"),
+            PoolError::Unavailable { failures } => write!(
+                f,
+                "database unavailable: {failures} consecutive connects failed; failing fast"
+            ),
+            PoolError::Closed => f.write_str("the pool is closed"),
+            PoolError::NoScope => f.write_str("no connection scope of this pool is active"),
+            PoolError::ScopeBusy => {
+                f.write_str("the scope's connection is already borrowed in this scope")
+            }
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for PoolError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.backend().map(|e| e as _)
+    }
+}
+
+/// A configuration the pool cannot run with; returned by `Builder::build` and `Pool::resize`.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    /// `max_size` was zero.
+    ZeroMaxSize,
+    /// `min_idle` was larger than `max_size`.
+    MinIdleExceedsMaxSize {
+        /// The requested minimum of idle connections.
+        min_idle: usize,
+        /// The requested maximum size.
+        max_size: usize,
+    },
+    /// A duration that must be positive was zero.
+    ZeroDuration {
+        /// The setting's name.
+        name: &'static str,
+    },
+    /// A setting was outside its allowed range.
+    OutOfRange {
+        /// The setting's name.
+        name: &'static str,
+    },
+    /// The pool is closed.
+    Closed,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::ZeroMaxSize => f.write_str("max_size must be at least 1"),
+            BuildError::MinIdleExceedsMaxSize { min_idle, max_size } => write!(
+                f,
+                "min_idle ({min_idle}) must not exceed max_size ({max_size})"
+            ),
+            BuildError::ZeroDuration { name } => write!(f, "{name} must be greater than zero"),
+            BuildError::OutOfRange { name } => write!(f, "{name} is out of its allowed range"),
+            BuildError::Closed => f.write_str("the pool is closed"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}

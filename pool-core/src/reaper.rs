@@ -1,0 +1,117 @@
+//! Background maintenance: a tokio task per pool built inside a runtime, else one shared thread
+//! for every pool built outside one (never a thread per pool). Both hold only `Weak` references,
+//! so dropping the last `Pool` handle ends them.
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::manager::Manager;
+use crate::pool::Shared;
+
+pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
+    let weak = Arc::downgrade(shared);
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move {
+                loop {
+                    let interval = {
+                        let Some(shared) = weak.upgrade() else { break };
+                        if shared.is_closed() {
+                            break;
+                        }
+                        shared.maintain(false);
+                        shared.config.reap_interval
+                    };
+                    tokio::time::sleep(interval).await;
+                }
+            });
+        }
+        Err(_) => Reaper::global().register(Box::new(weak)),
+    }
+}
+
+/// A pool as the shared reaper thread sees it.
+trait Reap: Send {
+    /// Runs one pass; `None` when the pool is gone, else the time to the next pass.
+    fn reap(&self) -> Option<Duration>;
+}
+
+impl<M: Manager> Reap for Weak<Shared<M>> {
+    fn reap(&self) -> Option<Duration> {
+        let shared = self.upgrade()?;
+        if shared.is_closed() {
+            return None;
+        }
+        shared.maintain(true);
+        Some(shared.config.reap_interval)
+    }
+}
+
+struct Entry {
+    pool: Box<dyn Reap>,
+    due: Instant,
+}
+
+struct Reaper {
+    entries: Mutex<Vec<Entry>>,
+    changed: Condvar,
+}
+
+impl Reaper {
+    fn global() -> &'static Reaper {
+        static REAPER: OnceLock<Reaper> = OnceLock::new();
+        REAPER.get_or_init(|| {
+            std::thread::Builder::new()
+                .name("pool-reaper".into())
+                .spawn(|| Reaper::global().run())
+                .map_err(|e| tracing::error!(error = %e, "cannot start the pool reaper thread"))
+                .ok();
+            Reaper {
+                entries: Mutex::new(Vec::new()),
+                changed: Condvar::new(),
+            }
+        })
+    }
+
+    fn register(&self, pool: Box<dyn Reap>) {
+        self.entries.lock().push(Entry {
+            pool,
+            due: Instant::now(),
+        });
+        self.changed.notify_one();
+    }
+
+    fn run(&self) {
+        let mut entries = self.entries.lock();
+        loop {
+            let now = Instant::now();
+            let mut i = 0;
+            while i < entries.len() {
+                if entries[i].due <= now {
+                    // Pools are reaped without the registry lock, so a reap may register a pool.
+                    let entry = entries.swap_remove(i);
+                    drop(entries);
+                    let next = entry.pool.reap();
+                    entries = self.entries.lock();
+                    if let Some(interval) = next {
+                        entries.push(Entry {
+                            pool: entry.pool,
+                            due: Instant::now() + interval,
+                        });
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            let next_due = entries.iter().map(|e| e.due).min();
+            match next_due {
+                Some(due) => {
+                    self.changed.wait_until(&mut entries, due);
+                }
+                None => self.changed.wait(&mut entries),
+            }
+        }
+    }
+}
