@@ -20,8 +20,9 @@ pub struct Config {
     /// Idle connections kept open (pre-warmed at build, replenished by the reaper). Default: 0.
     /// Must not exceed `max_size`.
     pub min_idle: usize,
-    /// How long a request waits in all (queueing, connecting, checking) before it fails.
+    /// How long a request may queue for a connection before it fails with a timeout.
     /// Default: 30 s. Zero means "fail at once unless a connection is idle or can be opened".
+    /// Opening and checking a connection are bounded by their own timeouts.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub wait_timeout: Duration,
     /// Bound of one connect attempt, and of the retries of one request. Default: 5 s.

@@ -48,7 +48,9 @@ pub enum PoolError<E> {
     /// failing until the connect timeout ran out.
     Backend(E),
     /// Connects keep failing (the database looks down), so the pool fails fast instead of queueing
-    /// this request behind a dead server. It probes again by itself with backoff.
+    /// this request behind a dead server. After a backoff (100 ms doubling to 3.2 s) the next
+    /// request that needs a connection probes the server again (and the reaper does, when
+    /// `min_idle` is set); a successful connect ends the fail-fast period.
     Unavailable {
         /// Consecutive failed connects so far.
         failures: u32,

@@ -4,6 +4,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
+use crate::core::{Entry, Idle};
 use crate::manager::{ConnMeta, Manager};
 use crate::pool::Shared;
 
@@ -16,7 +17,7 @@ use crate::pool::Shared;
 /// connection's own methods.
 pub struct Pooled<M: Manager> {
     pub(crate) shared: Arc<Shared<M>>,
-    pub(crate) inner: Option<(M::Connection, ConnMeta)>,
+    pub(crate) inner: Option<Idle<M::Connection>>,
     pub(crate) key: usize,
     /// Being checked before hand-out: dropped in this state (cancellation), the connection's
     /// state is unknown and it is closed.
@@ -28,50 +29,53 @@ impl<M: Manager> Pooled<M> {
     pub(crate) fn new(
         shared: Arc<Shared<M>>,
         key: usize,
-        conn: M::Connection,
-        meta: ConnMeta,
+        entry: Idle<M::Connection>,
         checking: bool,
     ) -> Self {
         Pooled {
             shared,
-            inner: Some((conn, meta)),
+            inner: Some(entry),
             key,
             checking,
             broken: false,
         }
     }
 
-    fn parts(&self) -> &(M::Connection, ConnMeta) {
+    fn entry(&self) -> &Entry<M::Connection> {
         // `inner` is only taken by consuming methods and `Drop`.
-        self.inner.as_ref().expect("connection present until the guard is consumed")
+        self.inner
+            .as_ref()
+            .expect("connection present until the guard is consumed")
     }
 
-    fn parts_mut(&mut self) -> &mut (M::Connection, ConnMeta) {
-        self.inner.as_mut().expect("connection present until the guard is consumed")
+    fn entry_mut(&mut self) -> &mut Entry<M::Connection> {
+        self.inner
+            .as_mut()
+            .expect("connection present until the guard is consumed")
     }
 
     /// Facts about this connection: id, age, uses.
     pub fn meta(this: &Self) -> &ConnMeta {
-        &this.parts().1
+        &this.entry().meta
     }
 
     /// Closes the connection instead of returning it (the seeds' `manual_close`). Its slot is
     /// freed at once for the next request.
     pub fn close(mut this: Self) {
-        if let Some((conn, _)) = this.inner.take() {
-            this.shared.forget(this.key, Some(conn));
+        if let Some(entry) = this.inner.take() {
+            this.shared.forget(this.key, Some(entry.conn));
         }
     }
 
     /// Takes the connection out of the pool for good. Its slot is freed at once; the pool no
     /// longer counts, checks or closes it.
     pub fn detach(mut this: Self) -> M::Connection {
-        let (conn, _) = this
+        let entry = this
             .inner
             .take()
             .expect("connection present until the guard is consumed");
         this.shared.forget(this.key, None);
-        conn
+        entry.conn
     }
 
     /// Marks the connection broken: it is closed when dropped instead of being returned.
@@ -84,21 +88,21 @@ impl<M: Manager> Deref for Pooled<M> {
     type Target = M::Connection;
 
     fn deref(&self) -> &M::Connection {
-        &self.parts().0
+        &self.entry().conn
     }
 }
 
 impl<M: Manager> DerefMut for Pooled<M> {
     fn deref_mut(&mut self) -> &mut M::Connection {
-        &mut self.parts_mut().0
+        &mut self.entry_mut().conn
     }
 }
 
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
-        if let Some((conn, meta)) = self.inner.take() {
+        if let Some(entry) = self.inner.take() {
             self.shared
-                .checkin(self.key, conn, meta, self.checking || self.broken);
+                .checkin(self.key, entry, self.checking || self.broken);
         }
     }
 }
@@ -106,7 +110,7 @@ impl<M: Manager> Drop for Pooled<M> {
 impl<M: Manager> fmt::Debug for Pooled<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pooled")
-            .field("meta", &self.inner.as_ref().map(|(_, m)| m))
+            .field("meta", &self.inner.as_ref().map(|e| &e.meta))
             .finish_non_exhaustive()
     }
 }

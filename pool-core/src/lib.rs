@@ -15,6 +15,9 @@ mod pool;
 mod reaper;
 mod retry;
 mod scope;
+mod sync;
+#[cfg(test)]
+mod tests;
 
 pub use config::{Builder, Config};
 pub use error::{BuildError, Phase, PoolError};

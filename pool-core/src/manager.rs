@@ -108,17 +108,33 @@ pub struct ConnMeta {
     pub(crate) last_used: Instant,
     pub(crate) uses: u64,
     pub(crate) expires: Option<Instant>,
+    /// From this instant on, a checkout must look at the idle time (idle timeout, validation):
+    /// `last_used` plus the shorter window, precomputed so the fast path only compares instants.
+    pub(crate) check_at: Option<Instant>,
 }
 
 impl ConnMeta {
-    pub(crate) fn new(id: u64, now: Instant, expires: Option<Instant>) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        now: Instant,
+        expires: Option<Instant>,
+        window: Option<Duration>,
+    ) -> Self {
         ConnMeta {
             id,
             created: now,
             last_used: now,
             uses: 0,
             expires,
+            check_at: window.map(|w| now + w),
         }
+    }
+
+    /// Records a return to the pool at `now`.
+    pub(crate) fn returned(&mut self, now: Instant, window: Option<Duration>) {
+        self.uses += 1;
+        self.last_used = now;
+        self.check_at = window.map(|w| now + w);
     }
 
     /// The connection's id, unique within its pool.

@@ -10,17 +10,16 @@ use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::{self, Mutex};
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use crate::config::{Builder, Config};
 use crate::core::{
-    wake_all, Acquire, ConnectFailure, Grant, Holder, Idle, Limits, Retake, State, Wake,
+    wake_all, Acquire, ConnectFailure, Entry, Grant, Holder, Idle, Limits, Retake, State, Wake,
 };
 use crate::error::{BuildError, Phase, PoolError};
 use crate::guard::Pooled;
-use crate::manager::{CloseReason, ConnMeta, Manager};
+use crate::manager::{CloseReason, Manager};
 use crate::metrics::{HeldConn, Metrics, Status};
 use crate::reaper;
 
@@ -51,6 +50,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) config: Config,
     pub(crate) state: Mutex<StateOf<M>>,
     uid: u64,
+    /// `Limits::check_window`, for check-in.
+    check_window: Option<Duration>,
     handles: AtomicUsize,
     drained: tokio::sync::Notify,
 }
@@ -65,10 +66,25 @@ enum Mode {
 }
 
 /// What the acquisition loop does next.
-enum Step<C> {
+enum Step<M: Manager> {
+    /// Ask the core for an idle connection, capacity, or a place in the queue.
     Start,
-    Check(Idle<C>, usize),
+    /// Queued under this waiter key since this instant.
+    Wait(usize, Instant),
+    /// Check this idle connection (held under `key`) before hand-out.
+    Check(Idle<M::Connection>, usize, Instant),
+    /// Run the I/O check (`reset` or `validate`, named by the failure reason) on this guard.
+    Io(Pooled<M>, CloseReason),
+    /// Open a connection with the capacity this request holds.
     Connect,
+}
+
+/// Why the synchronous part of a checkout check did not hand the connection out.
+enum Checked<M: Manager> {
+    /// An I/O check is due.
+    Io(Pooled<M>, CloseReason),
+    /// The connection failed; what the request holds now.
+    Failed(Retake<M::Connection>),
 }
 
 /// A connection pool. Cheap to clone: clones share one pool. The pool is closed when the last
@@ -150,8 +166,14 @@ impl<M: Manager> Pool<M> {
             idle_timeout: config.idle_timeout,
             leak_threshold: config.leak_threshold,
             fail_fast_after: config.fail_fast_after,
+            check_window: match (config.idle_timeout, config.validate_after_idle) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         };
+        let check_window = limits.check_window;
         let shared = Arc::new(Shared {
+            check_window,
             manager,
             config,
             state: Mutex::new(State::new(limits)),
@@ -178,12 +200,20 @@ impl<M: Manager> Pool<M> {
     /// for a connect error that retrying would not heal, [`PoolError::Unavailable`] while the
     /// database is down, [`PoolError::Closed`].
     ///
+    /// `wait_timeout` bounds queueing; a connect is bounded by `connect_timeout` (retries
+    /// included) and a check by `validate_timeout`, so every call returns within their sum.
+    ///
+    /// # Panics
+    /// When polled outside a tokio runtime (it needs tokio's timer and spawns connects).
+    ///
     /// # Cancel safety
     /// Dropping the future at any point loses no capacity and no wake-up: a connection or permit
     /// granted to it is passed on, and a connect it started finishes in the background and the
     /// connection goes to the next request or to the idle set.
     #[track_caller]
-    pub fn get(&self) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + 'static {
+    pub fn get(
+        &self,
+    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + 'static {
         let wait = self.shared.config.wait_timeout;
         self.get_timeout(wait)
     }
@@ -201,10 +231,13 @@ impl<M: Manager> Pool<M> {
         &self,
         wait: Duration,
     ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + 'static {
-        let holder = Holder::here();
-        let shared = self.shared.clone();
-        let span = tracing::debug_span!("pool.get", pool = %shared.config.name);
-        async move { shared.acquire(holder, wait, Mode::Async, true).await }.instrument(span)
+        Get {
+            holder: Holder::here(),
+            shared: self.shared.clone(),
+            wait,
+            state: GetState::Init,
+            sleep: None,
+        }
     }
 
     /// Gets an idle connection if one is free now; never waits and never opens one. Checks that
@@ -214,8 +247,8 @@ impl<M: Manager> Pool<M> {
     /// [`PoolError::Timeout`] with [`Phase::Wait`] when none is idle, [`PoolError::Closed`].
     #[track_caller]
     pub fn try_get(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
-        let holder = Holder::here();
-        block_on(self.shared.acquire(holder, Duration::ZERO, Mode::Blocking, false))
+        self.shared
+            .get_blocking(Holder::here(), Duration::ZERO, false)
     }
 
     /// Gets a connection for an OS thread, waiting (parked) at most the configured `wait_timeout`.
@@ -237,10 +270,7 @@ impl<M: Manager> Pool<M> {
     /// As [`get`](Pool::get).
     #[track_caller]
     pub fn get_blocking_timeout(&self, wait: Duration) -> Result<Pooled<M>, PoolError<M::Error>> {
-        let holder = Holder::here();
-        let span = tracing::debug_span!("pool.get_blocking", pool = %self.shared.config.name);
-        let _enter = span.enter();
-        block_on(self.shared.acquire(holder, wait, Mode::Blocking, true))
+        self.shared.get_blocking(Holder::here(), wait, true)
     }
 
     /// A consistent snapshot of sizes and the queue.
@@ -308,12 +338,12 @@ impl<M: Manager> Pool<M> {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.shared.drained.notified();
-            if self.status().size == 0 {
+            if self.status().size == 0 || Instant::now() >= deadline {
                 break;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break;
-            }
+            // Check-ins notify; connects finishing after the close are caught by the short cap.
+            let cap = (Instant::now() + Duration::from_millis(10)).min(deadline);
+            let _ = tokio::time::timeout_at(cap, notified).await;
         }
         usize::try_from(self.metrics().closed_total() - before).unwrap_or(usize::MAX)
     }
@@ -361,6 +391,208 @@ impl<M: Manager> Pool<M> {
     }
 }
 
+type SlowGet<M> =
+    Pin<Box<dyn Future<Output = Result<Pooled<M>, PoolError<<M as Manager>::Error>>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future of [`Pool::get`]. Its fast path (an idle connection that needs no I/O check)
+    /// completes in the first poll without allocating, and so does queueing (the waiter and its
+    /// timer live inline); only connecting and I/O checks run in a boxed slow path.
+    #[project = GetProj]
+    struct Get<M: Manager> {
+        shared: Arc<Shared<M>>,
+        holder: Holder,
+        wait: Duration,
+        state: GetState<M>,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+
+    impl<M: Manager> PinnedDrop for Get<M> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let GetState::Waiting { key, .. } = *this.state {
+                this.shared.cancel_waiter(key);
+            }
+        }
+    }
+}
+
+enum GetState<M: Manager> {
+    Init,
+    Waiting {
+        key: usize,
+        start: Instant,
+        deadline: Instant,
+    },
+    Slow(SlowGet<M>),
+    Done,
+}
+
+impl<M: Manager> Future for Get<M> {
+    type Output = Result<Pooled<M>, PoolError<M::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let shared = &*this.shared;
+        let holder = *this.holder;
+        let wait = *this.wait;
+        let mut none = None;
+        let (step, start) = match std::mem::replace(this.state, GetState::Done) {
+            GetState::Init => {
+                let span = tracing::debug_span!("pool.get", pool = %shared.config.name);
+                let _enter = span.enter();
+                let now = Instant::now();
+                let d = shared.begin(holder, now, !wait.is_zero(), true, Mode::Async, true);
+                if let Acquire::Got(idle, key) = d {
+                    // The fast path: most checkouts end here.
+                    return match shared.check_sync(idle, key, now) {
+                        Ok(conn) => Poll::Ready(Ok(conn)),
+                        Err(checked) => {
+                            let step = match checked {
+                                Checked::Io(guard, kind) => Step::Io(guard, kind),
+                                Checked::Failed(r) => match shared.retake(r, true) {
+                                    Ok(step) => step,
+                                    Err(e) => return Poll::Ready(Err(e)),
+                                },
+                            };
+                            Get::<M>::continue_with(this, cx, step, now)
+                        }
+                    };
+                }
+                match shared.decide(d, now, now, true, &mut none) {
+                    Err(e) => return Poll::Ready(Err(e)),
+                    Ok(Step::Wait(key, _)) => {
+                        *this.state = GetState::Waiting {
+                            key,
+                            start: now,
+                            deadline: now + wait,
+                        };
+                        return self_poll_waiting(this, cx);
+                    }
+                    Ok(step) => (step, now),
+                }
+            }
+            waiting @ GetState::Waiting { .. } => {
+                *this.state = waiting;
+                return self_poll_waiting(this, cx);
+            }
+            GetState::Slow(mut fut) => {
+                return match fut.as_mut().poll(cx) {
+                    Poll::Ready(out) => Poll::Ready(out),
+                    Poll::Pending => {
+                        *this.state = GetState::Slow(fut);
+                        Poll::Pending
+                    }
+                };
+            }
+            GetState::Done => panic!("`Pool::get` future polled after completion"),
+        };
+        Get::<M>::continue_with(this, cx, step, start)
+    }
+}
+
+/// Polls a queued [`Get`]: takes its grant, or arms its timer and waits.
+fn self_poll_waiting<M: Manager>(
+    mut this: GetProj<'_, M>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
+    let GetState::Waiting {
+        key,
+        start,
+        deadline,
+    } = *this.state
+    else {
+        unreachable!("only called while waiting")
+    };
+    let shared = &*this.shared;
+    let grant = shared.state.lock().poll_waiter(key, |cur| match cur {
+        Wake::Task(w) if w.will_wake(cx.waker()) => None,
+        _ => Some(Wake::Task(cx.waker().clone())),
+    });
+    match grant {
+        Some(grant) => {
+            *this.state = GetState::Done;
+            let woke = Instant::now();
+            shared.state.lock().stats.wait_time += woke - start;
+            match shared.granted(Some(grant), woke, start, &mut None) {
+                Ok(step) => Get::<M>::continue_with(this, cx, step, start),
+                Err(e) => Poll::Ready(Err(e)),
+            }
+        }
+        None => {
+            if this.sleep.is_none() {
+                this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+            }
+            let sleep = this.sleep.as_mut().as_pin_mut().expect("timer armed");
+            if sleep.poll(cx).is_ready() {
+                *this.state = GetState::Done;
+                // A grant may have arrived since the check: cancelling passes it on.
+                shared.cancel_waiter(key);
+                shared.state.lock().stats.wait_time += Instant::now() - start;
+                return Poll::Ready(Err(shared.timeout(Phase::Wait, start, None)));
+            }
+            Poll::Pending
+        }
+    }
+}
+
+impl<M: Manager> Get<M> {
+    /// Goes on from `step`: hands out a connection that passes the synchronous checks, else
+    /// continues in the boxed slow path.
+    fn continue_with(
+        this: GetProj<'_, M>,
+        cx: &mut Context<'_>,
+        step: Step<M>,
+        start: Instant,
+    ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
+        let shared = &*this.shared;
+        let step = match step {
+            Step::Check(idle, key, now) => match shared.check_sync(idle, key, now) {
+                Ok(conn) => return Poll::Ready(Ok(conn)),
+                Err(Checked::Io(guard, kind)) => Step::Io(guard, kind),
+                Err(Checked::Failed(r)) => match shared.retake(r, true) {
+                    Ok(step) => step,
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+            },
+            other => other,
+        };
+        let mut fut = shared.clone().slow(*this.holder, *this.wait, start, step);
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(out),
+            Poll::Pending => {
+                *this.state = GetState::Slow(fut);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<M: Manager> Shared<M> {
+    /// The blocking front end: the fast path inline, the rest driven on this thread.
+    fn get_blocking(
+        self: &Arc<Self>,
+        holder: Holder,
+        wait: Duration,
+        allow_create: bool,
+    ) -> Result<Pooled<M>, PoolError<M::Error>> {
+        let now = Instant::now();
+        let d = self.begin(holder, now, !wait.is_zero(), true, Mode::Blocking, true);
+        let step = match self.decide(d, now, now, allow_create, &mut None)? {
+            Step::Check(idle, key, at) => match self.check_sync(idle, key, at) {
+                Ok(conn) => return Ok(conn),
+                Err(Checked::Io(guard, kind)) => Step::Io(guard, kind),
+                Err(Checked::Failed(r)) => self.retake(r, allow_create)?,
+            },
+            step => step,
+        };
+        let span = tracing::debug_span!("pool.get_blocking", pool = %self.config.name);
+        let _enter = span.enter();
+        block_on(self.acquire(holder, wait, Mode::Blocking, allow_create, now, step))
+    }
+}
+
 /// Drives a future on this thread: polls it once with a no-op waker (managers built for threads
 /// complete at once, and waiting parks inside), and blocks on it only if it is really pending.
 pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
@@ -386,6 +618,7 @@ impl<M: Manager> Drop for Reservation<M> {
             if let Some(w) = wake {
                 w.wake();
             }
+            self.shared.drained.notify_waiters();
         }
     }
 }
@@ -402,10 +635,14 @@ impl<M: Manager> Future for WaitGrant<'_, M> {
     type Output = Grant<M::Connection, M::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let grant = self.shared.state.lock().poll_waiter(self.key, |cur| match cur {
-            Wake::Task(w) if w.will_wake(cx.waker()) => None,
-            _ => Some(Wake::Task(cx.waker().clone())),
-        });
+        let grant = self
+            .shared
+            .state
+            .lock()
+            .poll_waiter(self.key, |cur| match cur {
+                Wake::Task(w) if w.will_wake(cx.waker()) => None,
+                _ => Some(Wake::Task(cx.waker().clone())),
+            });
         match grant {
             Some(g) => {
                 self.done = true;
@@ -440,7 +677,12 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    fn timeout(&self, phase: Phase, start: Instant, last_error: Option<M::Error>) -> PoolError<M::Error> {
+    fn timeout(
+        &self,
+        phase: Phase,
+        start: Instant,
+        last_error: Option<M::Error>,
+    ) -> PoolError<M::Error> {
         self.state.lock().stats.timeouts += 1;
         PoolError::Timeout {
             phase,
@@ -469,7 +711,7 @@ impl<M: Manager> Shared<M> {
             Mode::Blocking => loop {
                 if let Some(g) = self.state.lock().poll_waiter(key, |cur| match cur {
                     Wake::Thread(_) => None,
-                    _ => Some(Wake::Thread(thread::current())),
+                    _ => Some(Wake::Thread(sync::current())),
                 }) {
                     return Some(g);
                 }
@@ -479,99 +721,170 @@ impl<M: Manager> Shared<M> {
                     self.cancel_waiter(key);
                     return None;
                 }
-                thread::park_timeout(deadline - now);
+                sync::park_timeout(deadline - now);
             },
         }
     }
 
-    /// The acquisition state machine shared by both front ends.
+    /// Asks the core for a connection: the locked part of every acquisition.
+    fn begin(
+        self: &Arc<Self>,
+        holder: Holder,
+        now: Instant,
+        may_wait: bool,
+        fail_fast: bool,
+        mode: Mode,
+        count: bool,
+    ) -> Acquire<M::Connection> {
+        let mut refill = 0;
+        let decision = {
+            let mut st = self.state.lock();
+            if count {
+                st.stats.gets += 1;
+            }
+            let d = st.acquire(
+                now,
+                self.preferred(),
+                holder,
+                may_wait,
+                fail_fast,
+                || match mode {
+                    Mode::Async => Wake::None,
+                    Mode::Blocking => Wake::Thread(sync::current()),
+                },
+            );
+            // Keep min_idle warm as checkouts drain the idle set (HikariCP-style), without
+            // waiting for the reaper.
+            if mode == Mode::Async && st.limits.min_idle > 0 && matches!(d, Acquire::Got(..)) {
+                refill = st.reserve_min_idle(now);
+            }
+            d
+        };
+        if refill > 0 {
+            self.spawn_refill(refill, false);
+        }
+        decision
+    }
+
+    /// The next step for a core decision, or the error that ends the acquisition.
+    fn decide(
+        &self,
+        decision: Acquire<M::Connection>,
+        now: Instant,
+        start: Instant,
+        allow_create: bool,
+        last_error: &mut Option<M::Error>,
+    ) -> Result<Step<M>, PoolError<M::Error>> {
+        match decision {
+            Acquire::Got(idle, key) => Ok(Step::Check(idle, key, now)),
+            Acquire::Create if !allow_create => {
+                if let Some(w) = self.state.lock().permit_unused() {
+                    w.wake();
+                }
+                Err(self.timeout(Phase::Wait, start, None))
+            }
+            Acquire::Create => Ok(Step::Connect),
+            Acquire::Wait(key) => Ok(Step::Wait(key, now)),
+            Acquire::Full => {
+                let phase = if last_error.is_some() {
+                    Phase::Connect
+                } else {
+                    Phase::Wait
+                };
+                Err(self.timeout(phase, start, last_error.take()))
+            }
+            Acquire::Unavailable(failures) => Err(PoolError::Unavailable { failures }),
+            Acquire::Closed => Err(PoolError::Closed),
+        }
+    }
+
+    /// The next step for what a waiter was granted.
+    fn granted(
+        &self,
+        grant: Option<Grant<M::Connection, M::Error>>,
+        woke: Instant,
+        start: Instant,
+        last_error: &mut Option<M::Error>,
+    ) -> Result<Step<M>, PoolError<M::Error>> {
+        match grant {
+            Some(Grant::Conn { idle, key }) => Ok(Step::Check(idle, key, woke)),
+            Some(Grant::Permit) => Ok(Step::Connect),
+            Some(Grant::Closed) => Err(PoolError::Closed),
+            Some(Grant::Failed(_)) | None => {
+                let phase = if last_error.is_some() {
+                    Phase::Connect
+                } else {
+                    Phase::Wait
+                };
+                Err(self.timeout(phase, start, last_error.take()))
+            }
+        }
+    }
+
+    /// The next step after a failed checkout check.
+    fn retake(
+        &self,
+        retake: Retake<M::Connection>,
+        allow_create: bool,
+    ) -> Result<Step<M>, PoolError<M::Error>> {
+        match retake {
+            Retake::Got(idle, key) => Ok(Step::Check(idle, key, Instant::now())),
+            Retake::Create if !allow_create => {
+                if let Some(w) = self.state.lock().permit_unused() {
+                    w.wake();
+                }
+                Ok(Step::Start)
+            }
+            Retake::Create => Ok(Step::Connect),
+            Retake::Restart => Ok(Step::Start),
+            Retake::Closed => Err(PoolError::Closed),
+        }
+    }
+
+    /// The acquisition state machine shared by both front ends, from `step` on. The fast path
+    /// (an idle connection needing no I/O) never gets here: see [`Get`] and `get_blocking`.
     async fn acquire(
         self: &Arc<Self>,
         holder: Holder,
         wait: Duration,
         mode: Mode,
         allow_create: bool,
+        start: Instant,
+        mut step: Step<M>,
     ) -> Result<Pooled<M>, PoolError<M::Error>> {
-        let start = Instant::now();
         let deadline = start + wait;
         let mut last_error: Option<M::Error> = None;
         let mut connect_budget: Option<Instant> = None;
         let mut attempt: u32 = 0;
-        let mut first = true;
-        let mut step = Step::Start;
         loop {
             step = match step {
                 Step::Start => {
                     let now = Instant::now();
-                    let decision = {
-                        let mut st = self.state.lock();
-                        if first {
-                            st.stats.gets += 1;
-                        }
-                        st.acquire(
-                            now,
-                            self.preferred(),
-                            holder,
-                            !wait.is_zero() && now < deadline,
-                            attempt == 0,
-                            || match mode {
-                                Mode::Async => Wake::None,
-                                Mode::Blocking => Wake::Thread(thread::current()),
-                            },
-                        )
-                    };
-                    first = false;
-                    match decision {
-                        Acquire::Got(idle, key) => Step::Check(idle, key),
-                        Acquire::Create if !allow_create => {
-                            if let Some(w) = self.state.lock().permit_unused() {
-                                w.wake();
-                            }
-                            return Err(self.timeout(Phase::Wait, start, None));
-                        }
-                        Acquire::Create => Step::Connect,
-                        Acquire::Wait(key) => {
-                            let grant = self.wait_grant(key, deadline, mode).await;
-                            self.state.lock().stats.wait_time += now.elapsed();
-                            match grant {
-                                Some(Grant::Conn { idle, key }) => Step::Check(idle, key),
-                                Some(Grant::Permit) => Step::Connect,
-                                Some(Grant::Closed) => return Err(PoolError::Closed),
-                                Some(Grant::Failed(_)) | None => {
-                                    let phase = if attempt > 0 { Phase::Connect } else { Phase::Wait };
-                                    return Err(self.timeout(phase, start, last_error));
-                                }
-                            }
-                        }
-                        Acquire::Full => {
-                            let phase = if attempt > 0 { Phase::Connect } else { Phase::Wait };
-                            return Err(self.timeout(phase, start, last_error));
-                        }
-                        Acquire::Unavailable(failures) => {
-                            return Err(PoolError::Unavailable { failures })
-                        }
-                        Acquire::Closed => return Err(PoolError::Closed),
-                    }
+                    let may_wait = !wait.is_zero() && now < deadline;
+                    let d = self.begin(holder, now, may_wait, attempt == 0, mode, false);
+                    self.decide(d, now, start, allow_create, &mut last_error)?
                 }
-                Step::Check(idle, key) => match self.check(idle, key, deadline, mode).await {
+                Step::Wait(key, since) => {
+                    let grant = self.wait_grant(key, deadline, mode).await;
+                    let woke = Instant::now();
+                    self.state.lock().stats.wait_time += woke - since;
+                    self.granted(grant, woke, start, &mut last_error)?
+                }
+                Step::Check(idle, key, now) => match self.check_sync(idle, key, now) {
                     Ok(conn) => return Ok(conn),
-                    Err(Retake::Got(idle, key)) => Step::Check(idle, key),
-                    Err(Retake::Create) if !allow_create => {
-                        if let Some(w) = self.state.lock().permit_unused() {
-                            w.wake();
-                        }
-                        Step::Start
-                    }
-                    Err(Retake::Create) => Step::Connect,
-                    Err(Retake::Restart) => Step::Start,
-                    Err(Retake::Closed) => return Err(PoolError::Closed),
+                    Err(Checked::Io(guard, kind)) => Step::Io(guard, kind),
+                    Err(Checked::Failed(r)) => self.retake(r, allow_create)?,
+                },
+                Step::Io(guard, kind) => match Box::pin(self.check_io(guard, kind, mode)).await {
+                    Ok(conn) => return Ok(conn),
+                    Err(r) => self.retake(r, allow_create)?,
                 },
                 Step::Connect => {
                     let now = Instant::now();
-                    let budget =
-                        *connect_budget.get_or_insert(now + self.config.connect_timeout);
-                    let limit = budget.min(deadline);
-                    match self.connect(holder, limit, mode).await {
+                    // Connecting is bounded by connect_timeout (retries included), not by the
+                    // wait timeout, so a zero wait timeout still lets a free slot be filled.
+                    let limit = *connect_budget.get_or_insert(now + self.config.connect_timeout);
+                    match Box::pin(self.connect(holder, limit, mode)).await {
                         Ok(conn) => return Ok(conn),
                         Err(None) => return Err(PoolError::Closed),
                         Err(Some(ConnectFailure::TimedOut)) => {
@@ -588,7 +901,7 @@ impl<M: Manager> Shared<M> {
                             }
                             last_error = Some(e);
                             match mode {
-                                Mode::Async => tokio::time::sleep(delay).await,
+                                Mode::Async => Box::pin(tokio::time::sleep(delay)).await,
                                 Mode::Blocking => thread::sleep(delay),
                             }
                             Step::Start
@@ -599,57 +912,90 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Checks an idle connection before hand-out: lifetime, idle timeout, broken, then reset (if
-    /// dirty) or validate (if idle long enough). On failure the connection is closed and the
-    /// request keeps its capacity.
-    async fn check(
+    /// The owned, boxed slow path of [`Get`].
+    fn slow(
+        self: Arc<Self>,
+        holder: Holder,
+        wait: Duration,
+        start: Instant,
+        step: Step<M>,
+    ) -> SlowGet<M> {
+        Box::pin(async move {
+            self.acquire(holder, wait, Mode::Async, true, start, step)
+                .await
+        })
+    }
+
+    /// The synchronous part of the checkout check: lifetime, idle timeout, broken. Hands the
+    /// connection out when no I/O check (reset if dirty, validate if idle long enough) is due.
+    fn check_sync(
         self: &Arc<Self>,
         idle: Idle<M::Connection>,
         key: usize,
-        deadline: Instant,
+        now: Instant,
+    ) -> Result<Pooled<M>, Checked<M>> {
+        // Only a connection idle past the shorter window needs its idle time looked at.
+        let idle_for = idle
+            .meta
+            .check_at
+            .filter(|at| now >= *at)
+            .map(|_| now.saturating_duration_since(idle.meta.last_used));
+        let dirty = idle.dirty;
+        let mut guard = Pooled::new(self.clone(), key, idle, true);
+        let cfg = &self.config;
+        let entry = guard.inner.as_mut().expect("fresh guard");
+        let (conn, meta) = (&mut entry.conn, &entry.meta);
+        let reason = if meta.is_expired(now) {
+            CloseReason::Stale
+        } else if idle_for.is_some_and(|d| cfg.idle_timeout.is_some_and(|t| d >= t)) {
+            CloseReason::Idle
+        } else if self.manager.is_broken(conn, meta) {
+            CloseReason::Broken
+        } else if dirty {
+            return Err(Checked::Io(guard, CloseReason::ResetFailed));
+        } else if idle_for.is_some_and(|d| cfg.validate_after_idle.is_some_and(|w| d >= w)) {
+            return Err(Checked::Io(guard, CloseReason::Invalid));
+        } else {
+            guard.checking = false;
+            return Ok(guard);
+        };
+        Err(Checked::Failed(self.fail_check(guard, reason)))
+    }
+
+    /// Runs the I/O check due on `guard`: `reset` (when `kind` is `ResetFailed`) or `validate`,
+    /// bounded by `validate_timeout`.
+    async fn check_io(
+        self: &Arc<Self>,
+        mut guard: Pooled<M>,
+        kind: CloseReason,
         mode: Mode,
     ) -> Result<Pooled<M>, Retake<M::Connection>> {
-        let now = Instant::now();
-        let Idle { conn, meta, dirty } = idle;
-        let idle_for = now.saturating_duration_since(meta.last_used);
-        let mut guard = Pooled::new(self.clone(), key, conn, meta, true);
-        let cfg = &self.config;
-        let mut reason = None;
-        {
-            let (conn, meta) = guard.inner.as_mut().expect("fresh guard");
-            if meta.is_expired(now) {
-                reason = Some(CloseReason::Stale);
-            } else if cfg.idle_timeout.is_some_and(|t| idle_for >= t) {
-                reason = Some(CloseReason::Idle);
-            } else if self.manager.is_broken(conn, meta) {
-                reason = Some(CloseReason::Broken);
-            } else if dirty {
-                let limit = cfg.validate_timeout;
-                let res = bounded(self.manager.reset(conn), limit, deadline, mode).await;
-                if !matches!(res, Some(Ok(()))) {
-                    reason = Some(CloseReason::ResetFailed);
-                }
-            } else if cfg.validate_after_idle.is_some_and(|w| idle_for >= w) {
-                let limit = cfg.validate_timeout;
-                let res = bounded(self.manager.validate(conn, meta), limit, deadline, mode).await;
-                if !matches!(res, Some(Ok(()))) {
-                    reason = Some(CloseReason::Invalid);
-                }
-            }
+        let limit = self.config.validate_timeout;
+        let entry = guard.inner.as_mut().expect("fresh guard");
+        let (conn, meta) = (&mut entry.conn, &entry.meta);
+        let res = if kind == CloseReason::ResetFailed {
+            bounded(self.manager.reset(conn), limit, mode).await
+        } else {
+            bounded(self.manager.validate(conn, meta), limit, mode).await
+        };
+        if matches!(res, Some(Ok(()))) {
+            guard.checking = false;
+            Ok(guard)
+        } else {
+            Err(self.fail_check(guard, kind))
         }
-        match reason {
-            None => {
-                guard.checking = false;
-                Ok(guard)
-            }
-            Some(reason) => {
-                let (conn, meta) = guard.inner.take().expect("fresh guard");
-                tracing::debug!(pool = %cfg.name, conn = meta.id, %reason, "connection failed its checkout check");
-                let retake = self.state.lock().check_failed(key, reason, Instant::now());
-                self.close_conn(conn, reason);
-                Err(retake)
-            }
-        }
+    }
+
+    /// Closes a connection that failed its checkout check; the request keeps its capacity.
+    fn fail_check(&self, mut guard: Pooled<M>, reason: CloseReason) -> Retake<M::Connection> {
+        let entry = guard.inner.take().expect("fresh guard");
+        tracing::debug!(pool = %self.config.name, conn = entry.meta.id, %reason, "connection failed its checkout check");
+        let retake = self
+            .state
+            .lock()
+            .check_failed(guard.key, reason, Instant::now());
+        self.close_conn(entry.conn, reason);
+        retake
     }
 
     /// Opens a connection with the capacity this request holds. `Err(None)`: the pool closed.
@@ -669,7 +1015,7 @@ impl<M: Manager> Shared<M> {
                 tokio::spawn(self.clone().run_connect(reservation, Some((key, uid))));
                 match self.wait_grant(key, limit, mode).await {
                     Some(Grant::Conn { idle, key }) => {
-                        Ok(Pooled::new(self.clone(), key, idle.conn, idle.meta, false))
+                        Ok(Pooled::new(self.clone(), key, idle, false))
                     }
                     Some(Grant::Failed(f)) => Err(Some(f)),
                     Some(Grant::Closed) => Err(None),
@@ -686,7 +1032,14 @@ impl<M: Manager> Shared<M> {
                     Ok(conn) => {
                         let held = self.state.lock().connected_inline(now, holder);
                         match held {
-                            Ok((key, meta)) => Ok(Pooled::new(self.clone(), key, conn, meta, false)),
+                            Ok((key, meta)) => {
+                                let entry = Box::new(Entry {
+                                    conn,
+                                    meta,
+                                    dirty: false,
+                                });
+                                Ok(Pooled::new(self.clone(), key, entry, false))
+                            }
                             Err(()) => {
                                 self.close_conn(conn, CloseReason::Closed);
                                 Err(None)
@@ -714,7 +1067,8 @@ impl<M: Manager> Shared<M> {
         mut reservation: Reservation<M>,
         requester: Option<(usize, u64)>,
     ) {
-        let result = tokio::time::timeout(self.config.connect_timeout, self.manager.connect()).await;
+        let result =
+            tokio::time::timeout(self.config.connect_timeout, self.manager.connect()).await;
         reservation.armed = false;
         let now = Instant::now();
         match result {
@@ -730,6 +1084,8 @@ impl<M: Manager> Shared<M> {
             Ok(Err(e)) => self.connect_failed(ConnectFailure::Error(e), now, requester),
             Err(_) => self.connect_failed(ConnectFailure::TimedOut, now, requester),
         }
+        // A graceful close may be waiting for this connect.
+        self.drained.notify_waiters();
     }
 
     fn connect_failed(
@@ -783,27 +1139,28 @@ impl<M: Manager> Shared<M> {
             }
             Err(e) => self.connect_failed(ConnectFailure::Error(e), now, None),
         }
+        self.drained.notify_waiters();
     }
 
     /// Check-in from a guard's `Drop`.
-    pub(crate) fn checkin(&self, key: usize, mut conn: M::Connection, mut meta: ConnMeta, broken: bool) {
+    pub(crate) fn checkin(&self, key: usize, mut entry: Idle<M::Connection>, broken: bool) {
         let now = Instant::now();
+        let Entry { conn, meta, dirty } = &mut *entry;
         let discard = if thread::panicking() {
             Some(CloseReason::Panicked)
-        } else if broken || self.manager.is_broken(&mut conn, &meta) {
+        } else if broken || self.manager.is_broken(conn, meta) {
             Some(CloseReason::Broken)
         } else if meta.is_expired(now) {
             Some(CloseReason::Stale)
         } else {
             None
         };
-        let dirty = discard.is_none() && self.manager.needs_reset(&mut conn);
-        meta.uses += 1;
-        meta.last_used = now;
+        *dirty = discard.is_none() && self.manager.needs_reset(conn);
+        meta.returned(now, self.check_window);
         let conn_id = meta.id;
         let (r, closed) = {
             let mut st = self.state.lock();
-            let r = st.checkin(key, Idle { conn, meta, dirty }, discard, now);
+            let r = st.checkin(key, entry, discard, now);
             (r, st.is_closed())
         };
         if let Some(k) = r.idle_key {
@@ -876,14 +1233,11 @@ impl<M: Manager> Shared<M> {
     }
 }
 
-/// Runs a manager future bounded by `limit` and the request's deadline (async front end only;
-/// the blocking front end runs it to completion).
-async fn bounded<F: Future>(fut: F, limit: Duration, deadline: Instant, mode: Mode) -> Option<F::Output> {
+/// Runs a manager future bounded by `limit` (async front end only; the blocking front end runs
+/// it to completion).
+async fn bounded<F: Future>(fut: F, limit: Duration, mode: Mode) -> Option<F::Output> {
     match mode {
-        Mode::Async => {
-            let until = (Instant::now() + limit).min(deadline);
-            tokio::time::timeout_at(until, fut).await.ok()
-        }
+        Mode::Async => tokio::time::timeout(limit, fut).await.ok(),
         Mode::Blocking => Some(fut.await),
     }
 }

@@ -173,10 +173,18 @@ mod tests {
     fn blocking_retry_stops_on_permanent_error() {
         let p = RetryPolicy::attempts(5).delays(Duration::from_millis(1), Duration::from_millis(1));
         let mut calls = 0;
-        let r: Result<(), ErrorClass> = retry_blocking(&p, |e| *e, || {
-            calls += 1;
-            Err(if calls == 1 { ErrorClass::ConnectionLost } else { ErrorClass::UniqueViolation })
-        });
+        let r: Result<(), ErrorClass> = retry_blocking(
+            &p,
+            |e| *e,
+            || {
+                calls += 1;
+                Err(if calls == 1 {
+                    ErrorClass::ConnectionLost
+                } else {
+                    ErrorClass::UniqueViolation
+                })
+            },
+        );
         assert_eq!(r, Err(ErrorClass::UniqueViolation));
         assert_eq!(calls, 2);
     }
@@ -185,10 +193,14 @@ mod tests {
     fn blocking_retry_gives_up_after_max_attempts() {
         let p = RetryPolicy::attempts(3).delays(Duration::from_millis(1), Duration::from_millis(1));
         let mut calls = 0;
-        let r: Result<(), ErrorClass> = retry_blocking(&p, |e| *e, || {
-            calls += 1;
-            Err(ErrorClass::Deadlock)
-        });
+        let r: Result<(), ErrorClass> = retry_blocking(
+            &p,
+            |e| *e,
+            || {
+                calls += 1;
+                Err(ErrorClass::Deadlock)
+            },
+        );
         assert_eq!(r, Err(ErrorClass::Deadlock));
         assert_eq!(calls, 3);
     }

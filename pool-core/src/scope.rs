@@ -100,7 +100,9 @@ impl<M: Manager> Drop for ScopedConn<M> {
 
 impl<M: Manager> fmt::Debug for ScopedConn<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScopedConn").field("conn", &self.conn).finish()
+        f.debug_struct("ScopedConn")
+            .field("conn", &self.conn)
+            .finish()
     }
 }
 

@@ -12,7 +12,7 @@ pub(crate) mod list;
 
 use std::panic::Location;
 use std::task::Waker;
-use std::thread::{Thread, ThreadId};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use slab::Slab;
@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::manager::{CloseReason, ConnMeta};
 use crate::metrics::{HeldConn, Metrics, Status};
+use crate::sync::Thread;
 use list::List;
 
 /// How to wake a queued request.
@@ -55,9 +56,13 @@ pub(crate) struct Holder {
     pub(crate) location: &'static Location<'static>,
 }
 
-/// An idle connection with its metadata.
+/// A connection with its metadata, boxed once when opened so that checkouts and check-ins move
+/// a pointer, not the connection.
+pub(crate) type Idle<C> = Box<Entry<C>>;
+
+/// A connection with its metadata.
 #[derive(Debug)]
-pub(crate) struct Idle<C> {
+pub(crate) struct Entry<C> {
     pub(crate) conn: C,
     pub(crate) meta: ConnMeta,
     /// `Manager::needs_reset` said so at check-in.
@@ -155,6 +160,9 @@ pub(crate) struct Limits {
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) leak_threshold: Option<Duration>,
     pub(crate) fail_fast_after: u32,
+    /// The shorter of `idle_timeout` and `validate_after_idle`: after this long idle, a checkout
+    /// must look at the idle time.
+    pub(crate) check_window: Option<Duration>,
 }
 
 /// Everything behind the pool's lock.
@@ -324,7 +332,10 @@ impl<C, E> State<C, E> {
         key: usize,
         wake: impl FnOnce(&Wake) -> Option<Wake>,
     ) -> Option<Grant<C, E>> {
-        let node = self.waiters.get_mut(key).expect("waiter polled after removal");
+        let node = self
+            .waiters
+            .get_mut(key)
+            .expect("waiter polled after removal");
         if node.grant.is_some() {
             let node = self.waiters.remove(key);
             return node.grant;
@@ -357,7 +368,10 @@ impl<C, E> State<C, E> {
     }
 
     fn give(&mut self, key: usize, grant: Grant<C, E>) -> Wake {
-        let node = self.waiters.get_mut(key).expect("granting to a removed waiter");
+        let node = self
+            .waiters
+            .get_mut(key)
+            .expect("granting to a removed waiter");
         node.grant = Some(grant);
         std::mem::replace(&mut node.wake, Wake::None)
     }
@@ -453,18 +467,26 @@ impl<C, E> State<C, E> {
 
     /// A check at checkout (expiry, broken, reset, validate) failed for the connection held under
     /// `key`. The request keeps its capacity: it gets another idle connection or opens one.
-    pub(crate) fn check_failed(&mut self, key: usize, reason: CloseReason, now: Instant) -> Retake<C> {
+    pub(crate) fn check_failed(
+        &mut self,
+        key: usize,
+        reason: CloseReason,
+        now: Instant,
+    ) -> Retake<C> {
         let held = self.held.remove(key);
-        self.count_close(reason);
         if held.reclaimed {
+            // Its capacity was released (and its close counted) when it was reclaimed.
             self.reclaimed -= 1;
             return Retake::Restart;
         }
+        self.count_close(reason);
         if self.closed {
             self.size -= 1;
             return Retake::Closed;
         }
         if let Some(idle) = self.idle.pop_back() {
+            // The failed connection's capacity is freed; the idle one already counts.
+            self.size -= 1;
             let key = self.hold(idle.meta.id, held.holder, now);
             return Retake::Got(idle, key);
         }
@@ -478,7 +500,8 @@ impl<C, E> State<C, E> {
         self.next_conn_id += 1;
         let expires = self.limits.max_lifetime.map(|life| {
             let pct = u64::from(self.limits.jitter_percent);
-            let max_cut = life.as_nanos() as u64 / 100 * pct;
+            let max_cut =
+                u64::try_from(life.as_nanos() / 100 * u128::from(pct)).unwrap_or(u64::MAX);
             let cut = if max_cut == 0 {
                 0
             } else {
@@ -486,7 +509,7 @@ impl<C, E> State<C, E> {
             };
             now + life - Duration::from_nanos(cut)
         });
-        ConnMeta::new(self.next_conn_id, now, expires)
+        ConnMeta::new(self.next_conn_id, now, expires, self.limits.check_window)
     }
 
     fn connect_succeeded(&mut self) {
@@ -524,13 +547,16 @@ impl<C, E> State<C, E> {
         if self.closed {
             self.size -= 1;
             self.stats.closed_manual += 1;
-            return (None, Some((conn, CloseReason::Closed)));
+            let wake = self
+                .live_requester(requester)
+                .map(|wkey| self.give(wkey, Grant::Closed));
+            return (wake, Some((conn, CloseReason::Closed)));
         }
-        let idle = Idle {
+        let idle = Box::new(Entry {
             conn,
             meta: self.new_meta(now),
             dirty: false,
-        };
+        });
         if let Some(wkey) = self.live_requester(requester) {
             let holder = self.waiters.get(wkey).expect("live waiter").holder;
             let key = self.hold(idle.meta.id, holder, now);
@@ -721,5 +747,4 @@ impl<C, E> State<C, E> {
             })
             .collect()
     }
-
 }

@@ -1,0 +1,128 @@
+//! Checkout racing check-in (and `resize`): the hand-over of a returned connection to a parked
+//! thread must never lose the wake-up, nor the capacity.
+
+use super::loom_support::{
+    assert_live, check_quiescent, check_usable_then_drop, get, model, pool, thread,
+};
+use crate::PoolError;
+
+/// Pool of 1: this thread holds the connection and drops it while another `get_blocking`s. The
+/// getter always gets it (a lost wake-up would leave it parked: loom reports a deadlock).
+#[test]
+fn loom_checkout_races_checkin() {
+    model(|| {
+        let (pool, _) = pool(1);
+        let held = get(&pool);
+        let b = {
+            let pool = pool.clone();
+            thread::spawn(move || drop(get(&pool)))
+        };
+        drop(held);
+        b.join().unwrap();
+        let s = check_quiescent(&pool);
+        assert_eq!((s.size, s.idle), (1, 1), "{s:?}");
+        assert_eq!(
+            pool.manager().0.connects(),
+            1,
+            "a second connection was opened"
+        );
+        check_usable_then_drop(pool);
+    });
+}
+
+/// Pool of 1, two parked getters and one check-in: the connection passes from the holder to one
+/// getter, then from it to the other (FIFO hand-over, each with its own wake-up).
+#[test]
+fn loom_two_waiters_one_connection() {
+    model(|| {
+        let (pool, _) = pool(1);
+        let held = get(&pool);
+        let spawn_getter = |pool: &crate::Pool<_>| {
+            let pool = pool.clone();
+            thread::spawn(move || drop(get(&pool)))
+        };
+        let b = spawn_getter(&pool);
+        let c = spawn_getter(&pool);
+        drop(held);
+        b.join().unwrap();
+        c.join().unwrap();
+        check_quiescent(&pool);
+        assert_eq!(
+            pool.manager().0.connects(),
+            1,
+            "a second connection was opened"
+        );
+        check_usable_then_drop(pool);
+    });
+}
+
+/// Pool of 1: `try_get` races the check-in. It gets the connection or fails at once (it never
+/// waits and never opens one); either way nothing is lost.
+#[test]
+fn loom_try_get_races_checkin() {
+    model(|| {
+        let (pool, _) = pool(1);
+        let held = get(&pool);
+        let b = {
+            let pool = pool.clone();
+            thread::spawn(move || match pool.try_get() {
+                Ok(conn) => assert_live(&pool, &conn),
+                Err(PoolError::Timeout { .. }) => {}
+                Err(e) => panic!("try_get: {e}"),
+            })
+        };
+        drop(held);
+        b.join().unwrap();
+        let s = check_quiescent(&pool);
+        assert_eq!((s.size, s.idle), (1, 1), "{s:?}");
+        check_usable_then_drop(pool);
+    });
+}
+
+/// Pool of 1, full, one getter parked: growing the pool to 2 while the holder checks in. The
+/// getter gets either the returned connection or a permit to open one.
+#[test]
+fn loom_grow_races_checkin() {
+    model(|| {
+        let (pool, _) = pool(1);
+        let held = get(&pool);
+        let b = {
+            let pool = pool.clone();
+            thread::spawn(move || drop(get(&pool)))
+        };
+        let a = {
+            let pool = pool.clone();
+            thread::spawn(move || pool.resize(2).unwrap())
+        };
+        drop(held);
+        a.join().unwrap();
+        b.join().unwrap();
+        let s = check_quiescent(&pool);
+        assert_eq!(s.max_size, 2, "{s:?}");
+        check_usable_then_drop(pool);
+    });
+}
+
+/// Pool of 2, both held, one getter parked: shrinking to 1 while both come back. The first
+/// connection back is closed (over the new size), the second goes to the getter.
+#[test]
+fn loom_shrink_races_checkin() {
+    model(|| {
+        let (pool, books) = pool(2);
+        let x = get(&pool);
+        let y = get(&pool);
+        let b = {
+            let pool = pool.clone();
+            thread::spawn(move || drop(get(&pool)))
+        };
+        let a = thread::spawn(move || drop(x));
+        pool.resize(1).unwrap();
+        drop(y);
+        a.join().unwrap();
+        b.join().unwrap();
+        let s = check_quiescent(&pool);
+        assert_eq!((s.max_size, s.size), (1, 1), "{s:?}");
+        assert!(books.closes() >= 1, "nothing was closed after the shrink");
+        check_usable_then_drop(pool);
+    });
+}

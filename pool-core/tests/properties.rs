@@ -1,0 +1,211 @@
+//! Property tests: random sequences of operations against a pool with a fake manager. After every
+//! operation the invariants hold, the pool's size never grows past `max_size` (a shrink may leave
+//! it above until holders return, never growing), and the live connections (connects - closes -
+//! detached) are exactly those the pool accounts for, so they never exceed `max_size` except for
+//! reclaimed ones still in their holders' hands.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{detach, settle, Behavior, Fake};
+use pool_core::{Pool, Pooled};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Get { wait_ms: u64 },
+    TryGet,
+    Drop(usize),
+    MarkBroken(usize),
+    Dirty(usize),
+    Close(usize),
+    Detach(usize),
+    CloseIdle,
+    CloseStale { secs: u64 },
+    CloseAll,
+    Resize(usize),
+    Advance { ms: u64 },
+    AllBroken(bool),
+    FailNextConnect,
+    FailNextValidate,
+    FailNextReset,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u64..3).prop_map(|w| Op::Get { wait_ms: w * 5 }),
+        2 => Just(Op::TryGet),
+        5 => any::<usize>().prop_map(Op::Drop),
+        1 => any::<usize>().prop_map(Op::MarkBroken),
+        1 => any::<usize>().prop_map(Op::Dirty),
+        1 => any::<usize>().prop_map(Op::Close),
+        1 => any::<usize>().prop_map(Op::Detach),
+        1 => Just(Op::CloseIdle),
+        1 => (0u64..20).prop_map(|secs| Op::CloseStale { secs }),
+        1 => Just(Op::CloseAll),
+        1 => (1usize..=4).prop_map(Op::Resize),
+        3 => prop_oneof![Just(10u64), Just(1_500), Just(6_000), Just(25_000)]
+            .prop_map(|ms| Op::Advance { ms }),
+        1 => any::<bool>().prop_map(Op::AllBroken),
+        1 => Just(Op::FailNextConnect),
+        1 => Just(Op::FailNextValidate),
+        1 => Just(Op::FailNextReset),
+    ]
+}
+
+fn run(ops: &[Op], min_idle: usize) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let fake = Fake::new();
+        let pool: Pool<Fake> = Pool::builder(fake.clone())
+            .max_size(3)
+            .min_idle(min_idle)
+            .wait_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(1))
+            .validate_timeout(Duration::from_millis(100))
+            .validate_after_idle(Some(Duration::from_secs(1)))
+            .max_lifetime(Some(Duration::from_secs(30)))
+            .max_lifetime_jitter_percent(0)
+            .idle_timeout(Some(Duration::from_secs(20)))
+            .reap_interval(Duration::from_secs(5))
+            .retry_connect(false)
+            .fail_fast_after(0)
+            .build()
+            .unwrap();
+        settle().await;
+        let mut held: Vec<Pooled<Fake>> = Vec::new();
+        let mut allowed = pool.status().max_size;
+        for (step, op) in ops.iter().enumerate() {
+            let pick = |i: usize, len: usize| i % len;
+            match op {
+                Op::Get { wait_ms } => {
+                    if let Ok(c) = pool.get_timeout(Duration::from_millis(*wait_ms)).await {
+                        held.push(c);
+                    }
+                }
+                Op::TryGet => {
+                    if let Ok(c) = pool.try_get() {
+                        held.push(c);
+                    }
+                }
+                Op::Drop(i) if !held.is_empty() => {
+                    let i = pick(*i, held.len());
+                    drop(held.swap_remove(i));
+                }
+                Op::MarkBroken(i) if !held.is_empty() => {
+                    let i = pick(*i, held.len());
+                    Pooled::mark_broken(&mut held[i]);
+                }
+                Op::Dirty(i) if !held.is_empty() => {
+                    let i = pick(*i, held.len());
+                    held[i].dirty = true;
+                }
+                Op::Close(i) if !held.is_empty() => {
+                    let i = pick(*i, held.len());
+                    Pooled::close(held.swap_remove(i));
+                }
+                Op::Detach(i) if !held.is_empty() => {
+                    let i = pick(*i, held.len());
+                    drop(detach(held.swap_remove(i)));
+                }
+                Op::Drop(_) | Op::MarkBroken(_) | Op::Dirty(_) | Op::Close(_) | Op::Detach(_) => {}
+                Op::CloseIdle => {
+                    pool.close_idle();
+                }
+                Op::CloseStale { secs } => {
+                    pool.close_stale(Duration::from_secs(*secs));
+                }
+                Op::CloseAll => {
+                    pool.close_all();
+                }
+                Op::Resize(n) => {
+                    pool.resize(*n).unwrap();
+                    allowed = (*n).max(pool.status().size);
+                }
+                Op::Advance { ms } => tokio::time::sleep(Duration::from_millis(*ms)).await,
+                Op::AllBroken(on) => fake.set_all_broken(*on),
+                Op::FailNextConnect => fake.script_connect([Behavior::FATAL]),
+                Op::FailNextValidate => fake.script_validate([Behavior::FAIL]),
+                Op::FailNextReset => fake.script_reset([Behavior::FAIL]),
+            }
+            settle().await;
+            let s = pool.status();
+            let ctx = format!("after step {step} {op:?}: {s:?}");
+            prop_assert_eq!(s.idle + s.in_use + s.opening, s.size, "{}", ctx);
+            prop_assert!(s.waiting == 0 || s.idle == 0, "{}", ctx);
+            if s.size <= s.max_size {
+                allowed = s.max_size;
+            }
+            prop_assert!(s.size <= allowed, "size grew past max_size: {}", ctx);
+            prop_assert_eq!(fake.silent_drops(), 0, "{}", ctx);
+            let live = fake.live();
+            prop_assert!(
+                live <= (allowed + s.reclaimed) as u64,
+                "{} live connections: {}",
+                live,
+                ctx
+            );
+            if s.opening == 0 {
+                prop_assert_eq!(
+                    live,
+                    (s.size + s.reclaimed) as u64,
+                    "live connections disagree with the pool's count: {}",
+                    ctx
+                );
+            }
+            prop_assert_eq!(s.in_use + s.reclaimed, held.len(), "{}", ctx);
+        }
+        // Everything back: nothing in use, and max_size gets succeed again.
+        fake.set_all_broken(false);
+        fake.set_connect(Behavior::Ok);
+        fake.set_validate(Behavior::Ok);
+        fake.set_reset(Behavior::Ok);
+        drop(held);
+        settle().await;
+        let s = pool.status();
+        prop_assert_eq!((s.in_use, s.reclaimed, s.waiting), (0, 0, 0), "{:?}", s);
+        let max = s.max_size;
+        let mut again = Vec::new();
+        for _ in 0..max {
+            match pool.get_timeout(Duration::from_millis(10)).await {
+                Ok(c) => again.push(c),
+                Err(e) => {
+                    return Err(TestCaseError::fail(format!(
+                        "slot lost: {e:?} with {:?}",
+                        pool.status()
+                    )))
+                }
+            }
+        }
+        drop(again);
+        pool.close();
+        prop_assert_eq!(fake.live(), 0);
+        prop_assert_eq!(fake.silent_drops(), 0);
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_operations_keep_the_invariants(ops in proptest::collection::vec(op(), 1..60)) {
+        run(&ops, 0)?;
+    }
+
+    #[test]
+    fn random_operations_keep_the_invariants_with_min_idle(
+        ops in proptest::collection::vec(op(), 1..60)
+    ) {
+        run(&ops, 1)?;
+    }
+}
