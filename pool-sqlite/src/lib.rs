@@ -1,0 +1,160 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)] // rusqlite wraps the C library; nothing here needs unsafe.
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings))))]
+
+mod config;
+mod conn;
+mod error;
+mod manager;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use config::{ConfigError, InitHook, Synchronous};
+pub use conn::{InteractError, SqliteConn, SqliteGuard};
+pub use error::classify;
+pub use manager::SqliteManager;
+pub use pool_core::{ErrorClass, RetryPolicy};
+pub use rusqlite;
+
+/// A pool of SQLite connections.
+pub type Pool = pool_core::Pool<SqliteManager>;
+/// A connection checked out of a [`Pool`]; dereferences to [`SqliteConn`].
+pub type Pooled = pool_core::Pooled<SqliteManager>;
+/// The error of [`Pool::get`](pool_core::Pool::get) and friends.
+pub type Error = pool_core::PoolError<rusqlite::Error>;
+
+/// A pool of at most `max_size` connections to the database `url` (see
+/// [`SqliteManager::from_url`] for the accepted forms), with default settings.
+///
+/// For other settings use [`Pool::builder`](pool_core::Pool::builder) with a
+/// [`SqliteManager`]. The pool opens connections lazily: a database that cannot be opened is
+/// reported by the first `get`.
+///
+/// # Errors
+/// [`ConfigError`] for a malformed URL or a zero `max_size` ([`ConfigError::Build`]).
+pub fn pool(url: &str, max_size: usize) -> Result<Pool, ConfigError> {
+    Ok(Pool::new(SqliteManager::from_url(url)?, max_size)?)
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Pool {}
+}
+
+/// One-call helpers on a [`Pool`]: get a connection, run a closure with it, return it.
+///
+/// Implemented for [`Pool`] only. Bring it into scope with `use pool_sqlite::SqlitePool;`.
+pub trait SqlitePool: sealed::Sealed {
+    /// Gets a connection (waiting asynchronously) and runs `f` with it on tokio's blocking
+    /// threads; see [`SqliteConn::interact`].
+    ///
+    /// # Errors
+    /// [`InteractError::Pool`] if no connection could be had, [`InteractError::Sqlite`] for
+    /// the error `f` returned, [`InteractError::Panic`] if `f` panicked (the connection is then
+    /// closed, the pool goes on).
+    ///
+    /// # Cancel safety
+    /// Dropping the future while `f` runs lets `f` finish in the background; the connection is
+    /// then closed rather than reused.
+    fn interact<F, T>(&self, f: F) -> impl Future<Output = Result<T, InteractError>> + Send
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static;
+
+    /// Gets a connection (parking the thread) and runs `f` with it on the calling thread.
+    /// For threads, not for async code.
+    ///
+    /// # Errors
+    /// [`InteractError::Pool`] if no connection could be had, [`InteractError::Sqlite`] for
+    /// the error `f` returned.
+    ///
+    /// # Panics
+    /// A panic of `f` propagates; the connection is closed, not reused.
+    fn interact_blocking<F, T>(&self, f: F) -> Result<T, InteractError>
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>;
+}
+
+impl SqlitePool for Pool {
+    fn interact<F, T>(&self, f: F) -> impl Future<Output = Result<T, InteractError>> + Send
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let get = self.get();
+        async move {
+            let conn = get.await?;
+            Ok(conn.interact(f).await??)
+        }
+    }
+
+    fn interact_blocking<F, T>(&self, f: F) -> Result<T, InteractError>
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    {
+        let conn = self.get_blocking()?;
+        let mut guard = conn.lock();
+        Ok(f(&mut guard)?)
+    }
+}
+
+/// Runs `f` on a pooled connection, rerunning it with jittered backoff while it fails with a
+/// transient error (`SQLITE_BUSY`, `SQLITE_LOCKED`, I/O errors: see [`classify`] and
+/// [`InteractError::class`]), as `policy` allows. Each attempt gets a connection from the pool.
+///
+/// `f` should be one transaction, so a failed attempt leaves nothing behind (a transaction it
+/// leaves open is rolled back by the pool anyway).
+///
+/// ```
+/// use pool_sqlite::{retry, RetryPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = pool_sqlite::pool("sqlite::memory:", 4)?;
+/// let n: i64 = retry(&pool, &RetryPolicy::default(), |conn| {
+///     conn.query_row("SELECT 6 * 7", [], |row| row.get(0))
+/// })
+/// .await?;
+/// assert_eq!(n, 42);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// The last attempt's error, or the first non-transient one.
+///
+/// # Cancel safety
+/// As [`SqlitePool::interact`].
+pub async fn retry<F, T>(pool: &Pool, policy: &RetryPolicy, f: F) -> Result<T, InteractError>
+where
+    F: Fn(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let f = Arc::new(f);
+    pool_core::retry(policy, InteractError::class, || {
+        let f = Arc::clone(&f);
+        pool.interact(move |conn| f(conn))
+    })
+    .await
+}
+
+/// The blocking [`retry`]: runs `f` on a pooled connection on the calling thread, rerunning it
+/// while it fails with a transient error, as `policy` allows.
+///
+/// # Errors
+/// The last attempt's error, or the first non-transient one.
+///
+/// # Panics
+/// A panic of `f` propagates; that connection is closed, not reused.
+pub fn retry_blocking<F, T>(pool: &Pool, policy: &RetryPolicy, mut f: F) -> Result<T, InteractError>
+where
+    F: FnMut(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+{
+    pool_core::retry_blocking(policy, InteractError::class, || {
+        pool.interact_blocking(&mut f)
+    })
+}
