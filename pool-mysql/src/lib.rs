@@ -1,0 +1,49 @@
+#![doc = include_str!("../README.md")]
+// None of this crate needs `unsafe`: it only drives mysql_async through its safe API.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![doc(test(attr(deny(warnings), allow(dead_code))))]
+
+mod conn;
+mod error;
+mod manager;
+
+pub use conn::ConnWrapper;
+pub use error::{classify, classify_pool_error, retry, ConfigError};
+pub use manager::{InitFuture, InitHook, Manager, ResetMode};
+pub use mysql_async;
+
+/// A pool of MySQL/MariaDB connections.
+pub type Pool = pool_core::Pool<Manager>;
+
+/// A connection checked out of a [`Pool`]; derefs to [`ConnWrapper`] and from there to
+/// [`mysql_async::Conn`]. Dropping it returns the connection to the pool.
+pub type PooledConn = pool_core::Pooled<Manager>;
+
+/// The error of [`Pool::get`] and friends: the pool's own error around a driver error.
+pub type Error = pool_core::PoolError<mysql_async::Error>;
+
+/// Builds a pool of at most `max_size` connections to the database at `url`
+/// (`mysql://user:password@host:port/db`), every other setting at its default. The URL is parsed
+/// by [`mysql_async::Opts::from_url`]. No connection is opened here.
+///
+/// # Errors
+///
+/// [`ConfigError::Url`] when mysql_async rejects `url`, [`ConfigError::Pool`] when `max_size` is 0.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use pool_mysql::mysql_async::prelude::*;
+///
+/// let pool = pool_mysql::pool("mysql://root@127.0.0.1:3306/test", 8)?;
+/// let mut conn = pool.get().await?;
+/// let two: Option<i64> = conn.query_first("SELECT 1 + 1").await?;
+/// assert_eq!(two, Some(2));
+/// # Ok(()) }
+/// ```
+pub fn pool(url: &str, max_size: usize) -> Result<Pool, ConfigError> {
+    let manager = Manager::from_url(url)?;
+    Pool::new(manager, max_size).map_err(ConfigError::Pool)
+}

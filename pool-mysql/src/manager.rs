@@ -1,0 +1,274 @@
+//! The `pool_core::Manager` for mysql_async.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::consts::StatusFlags;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+use pool_core::{CloseReason, ConnMeta};
+
+use crate::conn::ConnWrapper;
+use crate::error::ConfigError;
+
+/// The future an [`InitHook`] returns.
+pub type InitFuture<'a> = Pin<Box<dyn Future<Output = Result<(), mysql_async::Error>> + Send + 'a>>;
+
+/// A per-connection initialisation step, run on every new connection before the pool hands it
+/// out, after `sql_mode`/`time_zone` are set (and again after [`ResetMode::ResetConnection`]).
+pub type InitHook = Arc<dyn for<'a> Fn(&'a mut Conn) -> InitFuture<'a> + Send + Sync>;
+
+/// How a used connection is cleaned before its next user gets it.
+///
+/// mysql_async does not expose whether a result set was left unread (an unread multi-statement
+/// result may still hold a `BEGIN`), so the manager does not guess: a connection whose `Conn`
+/// was used mutably by its holder is cleaned at its next checkout; an untouched one is not.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResetMode {
+    /// `ROLLBACK` (mysql_async first reads and drops unread results), and `SET autocommit=1` if
+    /// the holder turned autocommit off. One round trip, two in the rare second case. Session
+    /// variables, temporary tables and user locks survive. Default.
+    #[default]
+    Rollback,
+    /// `COM_RESET_CONNECTION` ([`Conn::reset`]): also clears session variables, temporary
+    /// tables, user locks and prepared statements; then `sql_mode`/`time_zone` and the init hook
+    /// run again. Falls back to `Rollback` on servers without it (MySQL < 5.7.3, MariaDB < 10.2.4).
+    ResetConnection,
+    /// Nothing: the holder promises never to leave a transaction open (mysql_async's own
+    /// `Transaction` already rolls back on drop before the next command).
+    Off,
+}
+
+/// Opens, checks and cleans raw [`mysql_async::Conn`]s for [`pool_core::Pool`].
+///
+/// | pool step | what this manager does |
+/// |---|---|
+/// | `connect` | [`Conn::new`], then `SET SESSION sql_mode = …, time_zone = …` (one statement) and the init hook |
+/// | `is_broken` (check-in, checkout) | [`Conn::is_disconnected`]: an I/O error or a cancelled command broke it. No I/O |
+/// | `needs_reset` (check-in) | the holder used the connection (see [`ResetMode`]). No I/O |
+/// | `reset` (next checkout) | `ROLLBACK` or `COM_RESET_CONNECTION`, per [`ResetMode`] |
+/// | `validate` (checkout after idling) | `COM_PING` |
+/// | `close` | `disconnect()` (`COM_QUIT`) in a spawned task, bounded to 5 s, off the caller's path |
+///
+/// A server-side kill or `wait_timeout` expiry cannot be seen without I/O (mysql_async has no
+/// background reader), so such a connection is caught by `validate` (keep the pool's
+/// `validate_after_idle` below the server's `wait_timeout`) or by `is_broken` after the first
+/// failed command.
+///
+/// Its `Debug` output never shows the password.
+pub struct Manager {
+    opts: Opts,
+    sql_mode: Option<String>,
+    time_zone: Option<String>,
+    init: Option<InitHook>,
+    reset_mode: ResetMode,
+}
+
+impl Manager {
+    /// A manager for `opts` (an [`Opts`] or an [`mysql_async::OptsBuilder`]).
+    pub fn new(opts: impl Into<Opts>) -> Self {
+        Manager {
+            opts: opts.into(),
+            sql_mode: None,
+            time_zone: None,
+            init: None,
+            reset_mode: ResetMode::default(),
+        }
+    }
+
+    /// A manager for `url`, parsed by [`Opts::from_url`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Url`] when mysql_async rejects the URL. The error never contains the password.
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        Opts::from_url(url).map(Self::new).map_err(ConfigError::Url)
+    }
+
+    /// Sets `sql_mode` on every connection (`SET SESSION sql_mode = '…'`), e.g.
+    /// `"STRICT_ALL_TABLES,NO_ZERO_DATE"`. Default: the server's.
+    pub fn sql_mode(mut self, mode: impl Into<String>) -> Self {
+        self.sql_mode = Some(mode.into());
+        self
+    }
+
+    /// Sets `time_zone` on every connection (`SET SESSION time_zone = '…'`), e.g. `"+00:00"`.
+    /// Default: the server's.
+    pub fn time_zone(mut self, zone: impl Into<String>) -> Self {
+        self.time_zone = Some(zone.into());
+        self
+    }
+
+    /// Runs `hook` on every new connection before it is handed out. A failing hook fails the
+    /// connect. Default: none.
+    ///
+    /// ```no_run
+    /// use pool_mysql::mysql_async::prelude::*;
+    ///
+    /// let _manager = pool_mysql::Manager::from_url("mysql://root@localhost/test")?
+    ///     .init(|conn| Box::pin(async move { conn.query_drop("SET SESSION max_execution_time = 5000").await }));
+    /// # Ok::<(), pool_mysql::ConfigError>(())
+    /// ```
+    pub fn init<F>(mut self, hook: F) -> Self
+    where
+        F: for<'a> Fn(&'a mut Conn) -> InitFuture<'a> + Send + Sync + 'static,
+    {
+        self.init = Some(Arc::new(hook));
+        self
+    }
+
+    /// How a used connection is cleaned before its next user. Default: [`ResetMode::Rollback`].
+    pub fn reset_mode(mut self, mode: ResetMode) -> Self {
+        self.reset_mode = mode;
+        self
+    }
+
+    /// The driver options connections are opened with (their `Debug` shows the password: do not
+    /// log them).
+    pub fn opts(&self) -> &Opts {
+        &self.opts
+    }
+
+    async fn run_init(&self, conn: &mut Conn) -> Result<(), mysql_async::Error> {
+        let mut sets = Vec::new();
+        if let Some(mode) = &self.sql_mode {
+            sets.push(format!("sql_mode = {}", quote(mode)));
+        }
+        if let Some(zone) = &self.time_zone {
+            sets.push(format!("time_zone = {}", quote(zone)));
+        }
+        if !sets.is_empty() {
+            conn.query_drop(format!("SET SESSION {}", sets.join(", ")))
+                .await?;
+        }
+        if let Some(hook) = &self.init {
+            hook(conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A single-quoted SQL string literal (backslashes and quotes escaped; safe under
+/// `NO_BACKSLASH_ESCAPES` too, since no backslash is left alone before a quote).
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // mysql_async's `Opts` Debug prints the password: list the harmless fields only.
+        f.debug_struct("Manager")
+            .field("host", &self.opts.ip_or_hostname())
+            .field("port", &self.opts.tcp_port())
+            .field("socket", &self.opts.socket())
+            .field("user", &self.opts.user())
+            .field("password", &self.opts.pass().map(|_| "<redacted>"))
+            .field("db_name", &self.opts.db_name())
+            .field("sql_mode", &self.sql_mode)
+            .field("time_zone", &self.time_zone)
+            .field("init", &self.init.as_ref().map(|_| "<hook>"))
+            .field("reset_mode", &self.reset_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl pool_core::Manager for Manager {
+    type Connection = ConnWrapper;
+    type Error = mysql_async::Error;
+
+    async fn connect(&self) -> Result<ConnWrapper, mysql_async::Error> {
+        let mut conn = Conn::new(self.opts.clone()).await?;
+        if let Err(e) = self.run_init(&mut conn).await {
+            spawn_disconnect(conn);
+            return Err(e);
+        }
+        Ok(ConnWrapper::new(conn))
+    }
+
+    fn is_broken(&self, conn: &mut ConnWrapper, _meta: &ConnMeta) -> bool {
+        conn.raw().is_disconnected()
+    }
+
+    fn needs_reset(&self, conn: &mut ConnWrapper) -> bool {
+        self.reset_mode != ResetMode::Off && conn.was_used()
+    }
+
+    async fn reset(&self, conn: &mut ConnWrapper) -> Result<(), mysql_async::Error> {
+        let raw = conn.raw_mut();
+        let reset_done = self.reset_mode == ResetMode::ResetConnection && raw.reset().await?;
+        if reset_done {
+            self.run_init(raw).await?;
+        } else {
+            raw.query_drop("ROLLBACK").await?;
+            let autocommit = raw.last_ok_packet().is_none_or(|ok| {
+                ok.status_flags()
+                    .contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT)
+            });
+            if !autocommit {
+                raw.query_drop("SET autocommit = 1").await?;
+            }
+        }
+        conn.set_clean();
+        Ok(())
+    }
+
+    async fn validate(
+        &self,
+        conn: &mut ConnWrapper,
+        _meta: &ConnMeta,
+    ) -> Result<(), mysql_async::Error> {
+        conn.raw_mut().ping().await
+    }
+
+    fn is_retryable(&self, err: &mysql_async::Error) -> bool {
+        match err {
+            // 1044/1045/1698: access denied; 1049: unknown database; 1251: auth protocol.
+            mysql_async::Error::Server(e) => !matches!(e.code, 1044 | 1045 | 1049 | 1251 | 1698),
+            mysql_async::Error::Url(_) => false,
+            _ => true,
+        }
+    }
+
+    fn close(&self, conn: ConnWrapper, reason: CloseReason) {
+        tracing::trace!(target: "pool_mysql", %reason, "closing a MySQL connection");
+        spawn_disconnect(conn.into_inner());
+    }
+}
+
+/// Says goodbye (`COM_QUIT`) in a spawned task when a runtime is present, bounded in time; else
+/// drops the connection (closing the socket).
+fn spawn_disconnect(conn: Conn) {
+    if conn.is_disconnected() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(5), conn.disconnect()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::debug!(
+                        target: "pool_mysql",
+                        error = %error,
+                        "MySQL disconnect failed"
+                    ),
+                    Err(_) => tracing::debug!(target: "pool_mysql", "MySQL disconnect timed out"),
+                }
+            });
+        }
+        Err(_) => drop(conn),
+    }
+}

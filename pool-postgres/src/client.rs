@@ -1,0 +1,145 @@
+//! The pooled connection: a `tokio_postgres::Client`, the task that drives its socket, and a
+//! statement cache.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, Statement};
+
+/// One pooled PostgreSQL connection.
+///
+/// It derefs to [`tokio_postgres::Client`], so every driver method is available, and adds
+/// [`prepare_cached`](ClientWrapper::prepare_cached).
+///
+/// It owns the task that drives the connection's socket: dropping the wrapper aborts that task
+/// (the pool's own close first lets it say goodbye to the server, see [`crate::Manager`]).
+///
+/// Any use of the client through `Deref`/`DerefMut` marks the connection as *used*; a used
+/// connection is cleaned (`ROLLBACK` by default, see [`crate::ResetMode`]) before the pool hands
+/// it to its next user. That is how an open transaction never leaks from one user to the next.
+pub struct ClientWrapper {
+    client: Client,
+    task: Option<JoinHandle<()>>,
+    statements: Mutex<HashMap<String, Statement>>,
+    cache_capacity: usize,
+    used: AtomicBool,
+}
+
+impl ClientWrapper {
+    pub(crate) fn new(client: Client, task: JoinHandle<()>, cache_capacity: usize) -> Self {
+        ClientWrapper {
+            client,
+            task: Some(task),
+            statements: Mutex::new(HashMap::new()),
+            cache_capacity,
+            used: AtomicBool::new(false),
+        }
+    }
+
+    /// Prepares `sql`, reusing the statement this connection prepared earlier for the same text.
+    ///
+    /// With the cache turned off ([`crate::Manager::statement_cache_capacity`] of 0, e.g. behind
+    /// PgBouncer in transaction mode) this is a plain [`Client::prepare`]. When the cache is full an
+    /// arbitrary entry is evicted (its server-side statement is closed once unused).
+    ///
+    /// # Errors
+    ///
+    /// The driver's error when the server cannot prepare `sql` or the connection is lost.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling it leaves the cache unchanged (the statement is only cached once prepared).
+    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        self.mark_used();
+        if self.cache_capacity == 0 {
+            return self.client.prepare(sql).await;
+        }
+        if let Some(statement) = self.statements.lock().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        let mut cache = self.statements.lock();
+        if cache.len() >= self.cache_capacity && !cache.contains_key(sql) {
+            if let Some(evict) = cache.keys().next().cloned() {
+                cache.remove(&evict);
+            }
+        }
+        cache.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Empties this connection's statement cache.
+    pub fn clear_statement_cache(&self) {
+        self.statements.lock().clear();
+    }
+
+    /// How many statements this connection's cache holds.
+    pub fn statement_cache_len(&self) -> usize {
+        self.statements.lock().len()
+    }
+
+    /// Whether the connection task has ended (the socket is closed). Does no I/O.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    fn mark_used(&self) {
+        // Relaxed: the flag is read by the pool at check-in through `&mut self`.
+        self.used.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn raw(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn was_used(&mut self) -> bool {
+        *self.used.get_mut()
+    }
+
+    pub(crate) fn set_clean(&mut self) {
+        *self.used.get_mut() = false;
+    }
+
+    pub(crate) fn take_task(&mut self) -> Option<JoinHandle<()>> {
+        self.task.take()
+    }
+}
+
+impl Deref for ClientWrapper {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        self.mark_used();
+        &self.client
+    }
+}
+
+impl DerefMut for ClientWrapper {
+    fn deref_mut(&mut self) -> &mut Client {
+        *self.used.get_mut() = true;
+        &mut self.client
+    }
+}
+
+impl Drop for ClientWrapper {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for ClientWrapper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientWrapper")
+            .field("closed", &self.client.is_closed())
+            .field("cached_statements", &self.statements.lock().len())
+            .field("cache_capacity", &self.cache_capacity)
+            .field("used", &self.used.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}

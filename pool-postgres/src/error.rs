@@ -1,0 +1,99 @@
+//! Configuration errors, error classification and retries.
+
+use std::future::Future;
+
+use pool_core::{ErrorClass, PoolError, RetryPolicy};
+use tokio_postgres::error::SqlState;
+
+/// A configuration that cannot be used. It never contains the password.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// tokio-postgres could not parse the connection string (the driver's error is the `source`).
+    #[error("invalid PostgreSQL connection string")]
+    Url(#[source] tokio_postgres::Error),
+    /// The pool settings were rejected.
+    #[error("invalid pool settings")]
+    Pool(#[source] pool_core::BuildError),
+}
+
+/// Sorts a driver error into the classes [`pool_core::retry`] acts on.
+///
+/// | class | PostgreSQL |
+/// |---|---|
+/// | `UniqueViolation` | SQLSTATE `23505` |
+/// | `Deadlock` | `40P01` deadlock detected, `40001` serialization failure |
+/// | `ConnectionLost` | the connection is closed, an I/O error, class `08` (connection exception), `57P01` admin shutdown, `57P02` crash shutdown, `57P03` cannot connect now |
+/// | `Other` | everything else |
+pub fn classify(err: &tokio_postgres::Error) -> ErrorClass {
+    if let Some(code) = err.code() {
+        return if *code == SqlState::UNIQUE_VIOLATION {
+            ErrorClass::UniqueViolation
+        } else if *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        {
+            ErrorClass::Deadlock
+        } else if code.code().starts_with("08")
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+        {
+            ErrorClass::ConnectionLost
+        } else {
+            ErrorClass::Other
+        };
+    }
+    if err.is_closed() || has_io_source(err) {
+        ErrorClass::ConnectionLost
+    } else {
+        ErrorClass::Other
+    }
+}
+
+fn has_io_source(err: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// [`classify`] for the pool's error: the driver error inside it decides; a pool that fails fast
+/// because the database is down ([`PoolError::Unavailable`]) counts as `ConnectionLost`.
+pub fn classify_pool_error(err: &PoolError<tokio_postgres::Error>) -> ErrorClass {
+    match err {
+        PoolError::Unavailable { .. } => ErrorClass::ConnectionLost,
+        other => other.backend().map_or(ErrorClass::Other, classify),
+    }
+}
+
+/// Runs `op` again, with jittered backoff, while it fails with a deadlock, a serialization
+/// failure or a lost connection ([`classify`]), up to `policy.max_attempts` times in all.
+///
+/// `op` must redo the whole unit of work (take a connection, begin, …, commit), since the failed
+/// attempt was rolled back.
+///
+/// # Errors
+///
+/// The last error of `op` when it is not retryable or the attempts are used up.
+///
+/// ```no_run
+/// # async fn demo(pool: pool_postgres::Pool) -> Result<(), Box<dyn std::error::Error>> {
+/// let policy = pool_core::RetryPolicy::default();
+/// let client = pool.get().await?;
+/// pool_postgres::retry(&policy, || {
+///     client.batch_execute("BEGIN; UPDATE account SET n = n + 1 WHERE id = 1; COMMIT")
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn retry<T, F, Fut>(policy: &RetryPolicy, op: F) -> Result<T, tokio_postgres::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    pool_core::retry(policy, classify, op).await
+}

@@ -1,0 +1,285 @@
+//! The `pool_core::Manager` for tokio-postgres.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pool_core::{CloseReason, ConnMeta};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Config, NoTls, Socket};
+
+use crate::client::ClientWrapper;
+use crate::connect::{Connect, TlsConnector};
+use crate::error::ConfigError;
+
+/// The future an [`InitHook`] returns.
+pub type InitFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>>;
+
+/// A per-connection initialisation step, run on every new connection before the pool hands it
+/// out (and again after `DISCARD ALL`, see [`ResetMode::DiscardAll`]).
+pub type InitHook = Arc<dyn for<'a> Fn(&'a tokio_postgres::Client) -> InitFuture<'a> + Send + Sync>;
+
+/// How a used connection is cleaned before its next user gets it.
+///
+/// tokio-postgres does not expose the server's transaction status, and a holder can open a
+/// transaction through any method (`batch_execute("BEGIN")`, `execute("START TRANSACTION")`, …).
+/// So the manager does not guess: a connection whose client was touched at all by its holder
+/// (any `Deref` to [`tokio_postgres::Client`]) is cleaned at its next checkout; an untouched one
+/// is not. The clean-up is one round trip, which also proves the connection alive.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResetMode {
+    /// `ROLLBACK` (a no-op warning, logged at `debug`, when no transaction is open).
+    /// Session settings (`SET`), temporary tables, prepared statements survive. Default.
+    #[default]
+    Rollback,
+    /// `ROLLBACK`, then `DISCARD ALL`: also drops session settings made with `SET`, temporary
+    /// tables, advisory locks, `LISTEN`s and prepared statements (the statement cache is emptied
+    /// and the init hook runs again). `application_name` and `search_path` from the startup
+    /// packet survive. Two round trips.
+    DiscardAll,
+    /// Nothing: the holder promises never to leave a transaction open, e.g. because it only uses
+    /// tokio-postgres's `Transaction` (whose drop sends `ROLLBACK` before any later query).
+    Off,
+}
+
+/// Opens, checks and cleans tokio-postgres connections for [`pool_core::Pool`].
+///
+/// Build it from a URL ([`Manager::from_url`]) or a [`tokio_postgres::Config`]
+/// ([`Manager::new`]), then set per-connection options with the `self`-returning setters.
+///
+/// | pool step | what this manager does |
+/// |---|---|
+/// | `connect` | connects (no TLS unless [`Manager::with_tls`]), spawns and keeps the connection task, runs the init hook |
+/// | `is_broken` (check-in, checkout) | `Client::is_closed()`: the connection task has ended. No I/O |
+/// | `needs_reset` (check-in) | the holder used the client (see [`ResetMode`]). No I/O |
+/// | `reset` (next checkout) | `ROLLBACK` (+ `DISCARD ALL`), per [`ResetMode`] |
+/// | `validate` (checkout after idling) | an empty simple query: one real round trip |
+/// | `close` | drops the client so the task sends `Terminate`; aborts the task if it lingers |
+///
+/// Its `Debug` output never shows the password.
+pub struct Manager {
+    config: Config,
+    connector: Box<dyn Connect>,
+    init: Option<InitHook>,
+    reset_mode: ResetMode,
+    cache_capacity: usize,
+}
+
+impl Manager {
+    /// A manager for `config`, without TLS.
+    pub fn new(config: Config) -> Self {
+        Self::with_tls(config, NoTls)
+    }
+
+    /// A manager for the connection string `url`, without TLS. The string is parsed by
+    /// tokio-postgres (`"…".parse::<tokio_postgres::Config>()`): URLs and key/value strings both work.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Url`] when tokio-postgres rejects the string. The error never contains the
+    /// password.
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let config = url.parse::<Config>().map_err(ConfigError::Url)?;
+        Ok(Self::new(config))
+    }
+
+    /// A manager for `config` that connects through the TLS connector `tls` (e.g.
+    /// `tokio_postgres_rustls::MakeRustlsConnect` with the `rustls` feature, or
+    /// `postgres-native-tls`).
+    pub fn with_tls<T>(config: Config, tls: T) -> Self
+    where
+        T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        Manager {
+            config,
+            connector: Box::new(TlsConnector(tls)),
+            init: None,
+            reset_mode: ResetMode::default(),
+            cache_capacity: 256,
+        }
+    }
+
+    /// A manager for `config` that connects with rustls, configured by `tls`.
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn with_rustls(config: Config, tls: rustls::ClientConfig) -> Self {
+        Self::with_tls(config, tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+    }
+
+    /// Sets the `application_name` every connection reports (in `pg_stat_activity`), sent in the
+    /// startup packet. Default: the one in the URL/config, if any.
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.config.application_name(name.into());
+        self
+    }
+
+    /// Sets the schema search path of every connection, sent in the startup packet as
+    /// `-c search_path=…` (so it survives `DISCARD ALL`). Each schema is quoted as an identifier:
+    /// pass names as they are, e.g. `["app", "public"]`. Default: the server's.
+    pub fn search_path<I, S>(mut self, schemas: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let list = schemas
+            .into_iter()
+            .map(|s| format!("\"{}\"", s.as_ref().replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut option = String::from("-c search_path=");
+        for c in list.chars() {
+            if c == ' ' || c == '\\' {
+                option.push('\\');
+            }
+            option.push(c);
+        }
+        let options = match self.config.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {option}"),
+            _ => option,
+        };
+        self.config.options(options);
+        self
+    }
+
+    /// Runs `hook` on every new connection before it is handed out (e.g. `SET` statements,
+    /// `LOAD`, registering types). A failing hook fails the connect. Default: none.
+    ///
+    /// ```no_run
+    /// let _manager = pool_postgres::Manager::from_url("postgres://postgres@localhost/test")?
+    ///     .init(|client| Box::pin(async move { client.batch_execute("SET TIME ZONE 'UTC'").await }));
+    /// # Ok::<(), pool_postgres::ConfigError>(())
+    /// ```
+    pub fn init<F>(mut self, hook: F) -> Self
+    where
+        F: for<'a> Fn(&'a tokio_postgres::Client) -> InitFuture<'a> + Send + Sync + 'static,
+    {
+        self.init = Some(Arc::new(hook));
+        self
+    }
+
+    /// How a used connection is cleaned before its next user. Default: [`ResetMode::Rollback`].
+    pub fn reset_mode(mut self, mode: ResetMode) -> Self {
+        self.reset_mode = mode;
+        self
+    }
+
+    /// The most statements each connection's [`ClientWrapper::prepare_cached`] keeps; 0 turns
+    /// the cache off (needed behind PgBouncer in transaction mode, where a named statement may
+    /// not exist on the next server connection). Default: 256.
+    pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// The driver configuration connections are opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    async fn run_init(&self, client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+        match &self.init {
+            Some(hook) => hook(client).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // tokio_postgres::Config's Debug redacts the password.
+        f.debug_struct("Manager")
+            .field("config", &self.config)
+            .field("init", &self.init.as_ref().map(|_| "<hook>"))
+            .field("reset_mode", &self.reset_mode)
+            .field("statement_cache_capacity", &self.cache_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl pool_core::Manager for Manager {
+    type Connection = ClientWrapper;
+    type Error = tokio_postgres::Error;
+
+    fn connect(&self) -> impl Future<Output = Result<ClientWrapper, tokio_postgres::Error>> + Send {
+        let connecting = self.connector.connect(&self.config);
+        async move {
+            let (client, task) = connecting.await?;
+            let conn = ClientWrapper::new(client, task, self.cache_capacity);
+            // If the hook fails, dropping `conn` aborts the connection task.
+            self.run_init(conn.raw()).await?;
+            Ok(conn)
+        }
+    }
+
+    fn is_broken(&self, conn: &mut ClientWrapper, _meta: &ConnMeta) -> bool {
+        conn.raw().is_closed()
+    }
+
+    fn needs_reset(&self, conn: &mut ClientWrapper) -> bool {
+        self.reset_mode != ResetMode::Off && conn.was_used()
+    }
+
+    async fn reset(&self, conn: &mut ClientWrapper) -> Result<(), tokio_postgres::Error> {
+        conn.raw().batch_execute("ROLLBACK").await?;
+        if self.reset_mode == ResetMode::DiscardAll {
+            conn.raw().batch_execute("DISCARD ALL").await?;
+            conn.clear_statement_cache();
+            self.run_init(conn.raw()).await?;
+        }
+        conn.set_clean();
+        Ok(())
+    }
+
+    async fn validate(
+        &self,
+        conn: &mut ClientWrapper,
+        _meta: &ConnMeta,
+    ) -> Result<(), tokio_postgres::Error> {
+        conn.raw().simple_query("").await?;
+        Ok(())
+    }
+
+    fn is_retryable(&self, err: &tokio_postgres::Error) -> bool {
+        if let Some(code) = err.code() {
+            // Class 28 (invalid authorization: wrong password, unknown role, pg_hba rejection)
+            // and an unknown database are final.
+            return !(code.code().starts_with("28") || *code == SqlState::INVALID_CATALOG_NAME);
+        }
+        // tokio-postgres keeps its error kind private; client-side authentication errors (e.g.
+        // "password missing") and invalid configurations are final, I/O and timeouts are not.
+        let message = err.to_string();
+        !(message.starts_with("authentication error")
+            || message.starts_with("invalid configuration"))
+    }
+
+    fn close(&self, mut conn: ClientWrapper, reason: CloseReason) {
+        tracing::trace!(target: "pool_postgres", %reason, "closing a PostgreSQL connection");
+        let task = conn.take_task();
+        // Dropping the client closes its request channel: the task then sends `Terminate` and
+        // ends by itself. Give it a moment, then abort it.
+        drop(conn);
+        if let Some(mut task) = task {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn(async move {
+                        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                            .await
+                            .is_err()
+                        {
+                            task.abort();
+                        }
+                    });
+                }
+                Err(_) => task.abort(),
+            }
+        }
+    }
+}

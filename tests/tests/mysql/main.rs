@@ -1,0 +1,10 @@
+//! Live tests of `pool-mysql` against the machine's MariaDB/MySQL (`POOL_TEST_MYSQL_URL`) and,
+//! for the outage test, a throwaway server of its own.
+
+mod basic;
+mod dirty;
+mod failures;
+mod outage;
+mod secrets;
+mod server;
+mod util;

@@ -1,0 +1,138 @@
+//! A connection returned inside a transaction must reach its next user clean.
+
+use pool_postgres::{Manager, Pool, ResetMode};
+
+use crate::util::{admin, url};
+
+async fn check_no_leak(mode: ResetMode, how: &str) {
+    let Some(url) = url() else { return };
+    let table = pool_tests::unique_name("pg_dirty");
+    let admin = admin(&url).await;
+    admin
+        .batch_execute(&format!("CREATE TABLE {table} (id int)"))
+        .await
+        .unwrap();
+    let pool = Pool::builder(Manager::from_url(&url).unwrap().reset_mode(mode))
+        .max_size(1)
+        .build()
+        .unwrap();
+
+    let pid: i32 = {
+        let mut client = pool.get().await.unwrap();
+        let pid = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let insert = format!("INSERT INTO {table} VALUES (1)");
+        match how {
+            "batch" => client
+                .batch_execute(&format!("BEGIN; {insert}"))
+                .await
+                .unwrap(),
+            "execute" => {
+                client.execute("START TRANSACTION", &[]).await.unwrap();
+                client.execute(&insert, &[]).await.unwrap();
+            }
+            "typed" => {
+                let tx = client.transaction().await.unwrap();
+                tx.execute(&insert, &[]).await.unwrap();
+                std::mem::forget(tx); // not even the driver's drop-rollback runs
+            }
+            _ => unreachable!(),
+        }
+        pid
+        // dropped here without COMMIT
+    };
+
+    let client = pool.get().await.unwrap();
+    let again: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        pid, again,
+        "max_size 1: the very same connection comes back"
+    );
+    let n: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the uncommitted insert must be gone ({how})");
+    // Outside a transaction, no transaction id is assigned to a plain SELECT.
+    let in_tx: Option<i64> = client
+        .query_one("SELECT txid_current_if_assigned()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        in_tx, None,
+        "the next user must not be inside a transaction"
+    );
+    let state: String = admin
+        .query_one("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(state, "idle in transaction");
+    let seen: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, 0);
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn begin_via_batch_execute_does_not_leak() {
+    check_no_leak(ResetMode::Rollback, "batch").await;
+}
+
+#[tokio::test]
+async fn begin_via_execute_does_not_leak() {
+    check_no_leak(ResetMode::Rollback, "execute").await;
+}
+
+#[tokio::test]
+async fn forgotten_typed_transaction_does_not_leak() {
+    check_no_leak(ResetMode::Rollback, "typed").await;
+}
+
+#[tokio::test]
+async fn discard_all_mode_does_not_leak_and_keeps_startup_settings() {
+    check_no_leak(ResetMode::DiscardAll, "batch").await;
+    let Some(url) = url() else { return };
+    let app = pool_tests::unique_name("pg_discard");
+    let manager = Manager::from_url(&url)
+        .unwrap()
+        .application_name(&app)
+        .reset_mode(ResetMode::DiscardAll);
+    let pool = Pool::builder(manager).max_size(1).build().unwrap();
+    {
+        let client = pool.get().await.unwrap();
+        client
+            .batch_execute("SET application_name = 'changed'")
+            .await
+            .unwrap();
+        client.prepare_cached("SELECT 1").await.unwrap();
+    }
+    let client = pool.get().await.unwrap();
+    assert_eq!(client.statement_cache_len(), 0);
+    let name: String = client
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, app);
+    client
+        .prepare_cached("SELECT 1")
+        .await
+        .expect("prepares again after DISCARD ALL");
+}

@@ -1,0 +1,10 @@
+//! Live tests of `pool-postgres` against the machine's PostgreSQL (`POOL_TEST_PG_URL`) and, for
+//! the outage and authentication tests, a throwaway server of their own.
+
+mod basic;
+mod dirty;
+mod failures;
+mod outage;
+mod secrets;
+mod server;
+mod util;

@@ -1,0 +1,137 @@
+//! The password never shows in `Debug`, `Display`, errors or log output.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pool_postgres::tokio_postgres::Config;
+use pool_postgres::{Manager, Pool};
+
+use crate::util::{admin, free_port, url};
+
+const MARKER: &str = "s3cr3t-marker";
+
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = format!("{err} / {err:?}");
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(&format!(" / {e} / {e:?}"));
+        source = e.source();
+    }
+    out
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn debug_of_manager_and_pool_redacts_the_password() {
+    let url = format!("postgres://postgres:{MARKER}@127.0.0.1:5432/test");
+    let manager = Manager::from_url(&url).unwrap().application_name("x");
+    let text = format!("{manager:?}");
+    assert!(!text.contains(MARKER), "{text}");
+    assert!(
+        text.contains("127.0.0.1"),
+        "Debug still shows the harmless parts: {text}"
+    );
+    let pool = Pool::builder(manager).max_size(1).build().unwrap();
+    let text = format!("{pool:?}");
+    assert!(!text.contains(MARKER), "{text}");
+}
+
+#[test]
+fn config_errors_do_not_contain_the_password() {
+    for bad in [
+        format!("postgres://postgres:{MARKER}@127.0.0.1:notaport/test"),
+        format!("postgres://postgres:{MARKER}@[::1/test"),
+        format!("host=127.0.0.1 password={MARKER} port"),
+    ] {
+        let err = Manager::from_url(&bad).unwrap_err();
+        let text = chain(&err);
+        assert!(!text.contains(MARKER), "{text}");
+    }
+}
+
+#[test]
+fn connect_errors_and_logs_do_not_contain_the_password() {
+    let Some(url) = url() else { return };
+    let buf = Captured::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // A current-thread runtime, so every task logs to this thread's subscriber.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Unreachable port.
+        let pool = Pool::builder(
+            Manager::from_url(&format!(
+                "postgres://postgres:{MARKER}@127.0.0.1:{}/test",
+                free_port()
+            ))
+            .unwrap(),
+        )
+        .connect_timeout(Duration::from_millis(500))
+        .wait_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+        let err = pool.get().await.unwrap_err();
+        assert!(!chain(&err).contains(MARKER), "{}", chain(&err));
+
+        // Unknown database, password given (the local server trusts it).
+        let mut config: Config = url.parse().unwrap();
+        config.password(MARKER);
+        let mut no_db = config.clone();
+        no_db.dbname(pool_tests::unique_name("nodb"));
+        let pool = Pool::builder(Manager::new(no_db)).build().unwrap();
+        let err = pool.get().await.unwrap_err();
+        assert!(!chain(&err).contains(MARKER), "{}", chain(&err));
+
+        // A working connection that the server kills: its task logs the error.
+        let pool = Pool::builder(Manager::new(config))
+            .max_size(1)
+            .build()
+            .unwrap();
+        let pid: i32 = {
+            let client = pool.get().await.unwrap();
+            let text = format!("{client:?} {:?}", &*client);
+            assert!(!text.contains(MARKER), "{text}");
+            client
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .unwrap()
+                .get(0)
+        };
+        let admin = admin(&url).await;
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(pool.get().await.unwrap());
+        pool.close();
+    });
+    drop(rt);
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("connection ended with an error"),
+        "the connection task's error must be logged: {logs}"
+    );
+    assert!(!logs.contains(MARKER), "{logs}");
+}
