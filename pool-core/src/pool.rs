@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use crate::config::{Builder, Config};
 use crate::core::{
-    wake_all, Acquire, ConnectFailure, Entry, Grant, Holder, Idle, Limits, Retake, State, Wake,
+    wake_all, Acquire, Ask, ConnectFailure, Entry, Grant, Holder, Idle, Limits, Retake, State,
+    Sweeper, Wake,
 };
 use crate::error::{BuildError, Phase, PoolError};
 use crate::guard::Pooled;
@@ -54,6 +55,8 @@ pub(crate) struct Shared<M: Manager> {
     check_window: Option<Duration>,
     handles: AtomicUsize,
     drained: tokio::sync::Notify,
+    /// Wakes the waiters' sweeper when a waiter with an earlier deadline queues.
+    sweep_notify: tokio::sync::Notify,
 }
 
 /// Which front end drives an acquisition.
@@ -180,6 +183,7 @@ impl<M: Manager> Pool<M> {
             uid: NEXT_POOL_UID.fetch_add(1, Ordering::Relaxed),
             handles: AtomicUsize::new(1),
             drained: tokio::sync::Notify::new(),
+            sweep_notify: tokio::sync::Notify::new(),
         });
         reaper::start(&shared);
         Pool { shared }
@@ -236,7 +240,6 @@ impl<M: Manager> Pool<M> {
             shared: self.shared.clone(),
             wait,
             state: GetState::Init,
-            sleep: None,
         }
     }
 
@@ -394,37 +397,28 @@ impl<M: Manager> Pool<M> {
 type SlowGet<M> =
     Pin<Box<dyn Future<Output = Result<Pooled<M>, PoolError<<M as Manager>::Error>>> + Send>>;
 
-pin_project_lite::pin_project! {
-    /// The future of [`Pool::get`]. Its fast path (an idle connection that needs no I/O check)
-    /// completes in the first poll without allocating, and so does queueing (the waiter and its
-    /// timer live inline); only connecting and I/O checks run in a boxed slow path.
-    #[project = GetProj]
-    struct Get<M: Manager> {
-        shared: Arc<Shared<M>>,
-        holder: Holder,
-        wait: Duration,
-        state: GetState<M>,
-        #[pin]
-        sleep: Option<tokio::time::Sleep>,
-    }
+/// The future of [`Pool::get`]. Its fast path (an idle connection that needs no I/O check)
+/// completes in the first poll without allocating, and so does queueing: the waiter lives in the
+/// pool's queue and needs no timer of its own (the pool's sweeper task expires overdue waiters).
+/// Only connecting and I/O checks run in a boxed slow path.
+struct Get<M: Manager> {
+    shared: Arc<Shared<M>>,
+    holder: Holder,
+    wait: Duration,
+    state: GetState<M>,
+}
 
-    impl<M: Manager> PinnedDrop for Get<M> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let GetState::Waiting { key, .. } = *this.state {
-                this.shared.cancel_waiter(key);
-            }
+impl<M: Manager> Drop for Get<M> {
+    fn drop(&mut self) {
+        if let GetState::Waiting { key, .. } = self.state {
+            self.shared.cancel_waiter(key);
         }
     }
 }
 
 enum GetState<M: Manager> {
     Init,
-    Waiting {
-        key: usize,
-        start: Instant,
-        deadline: Instant,
-    },
+    Waiting { key: usize, start: Instant },
     Slow(SlowGet<M>),
     Done,
 }
@@ -433,120 +427,95 @@ impl<M: Manager> Future for Get<M> {
     type Output = Result<Pooled<M>, PoolError<M::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let shared = &*this.shared;
-        let holder = *this.holder;
-        let wait = *this.wait;
-        let mut none = None;
-        let (step, start) = match std::mem::replace(this.state, GetState::Done) {
-            GetState::Init => {
-                let span = tracing::debug_span!("pool.get", pool = %shared.config.name);
-                let _enter = span.enter();
-                let now = Instant::now();
-                let d = shared.begin(holder, now, !wait.is_zero(), true, Mode::Async, true);
-                if let Acquire::Got(idle, key) = d {
-                    // The fast path: most checkouts end here.
-                    return match shared.check_sync(idle, key, now) {
-                        Ok(conn) => Poll::Ready(Ok(conn)),
-                        Err(checked) => {
-                            let step = match checked {
-                                Checked::Io(guard, kind) => Step::Io(guard, kind),
-                                Checked::Failed(r) => match shared.retake(r, true) {
-                                    Ok(step) => step,
-                                    Err(e) => return Poll::Ready(Err(e)),
-                                },
-                            };
-                            Get::<M>::continue_with(this, cx, step, now)
-                        }
-                    };
+        let this = self.get_mut();
+        match std::mem::replace(&mut this.state, GetState::Done) {
+            GetState::Init => this.start(cx),
+            GetState::Waiting { key, start } => this.poll_waiting(cx, key, start),
+            GetState::Slow(mut fut) => match fut.as_mut().poll(cx) {
+                Poll::Ready(out) => Poll::Ready(out),
+                Poll::Pending => {
+                    this.state = GetState::Slow(fut);
+                    Poll::Pending
                 }
-                match shared.decide(d, now, now, true, &mut none) {
-                    Err(e) => return Poll::Ready(Err(e)),
-                    Ok(Step::Wait(key, _)) => {
-                        *this.state = GetState::Waiting {
-                            key,
-                            start: now,
-                            deadline: now + wait,
-                        };
-                        return self_poll_waiting(this, cx);
-                    }
-                    Ok(step) => (step, now),
-                }
-            }
-            waiting @ GetState::Waiting { .. } => {
-                *this.state = waiting;
-                return self_poll_waiting(this, cx);
-            }
-            GetState::Slow(mut fut) => {
-                return match fut.as_mut().poll(cx) {
-                    Poll::Ready(out) => Poll::Ready(out),
-                    Poll::Pending => {
-                        *this.state = GetState::Slow(fut);
-                        Poll::Pending
-                    }
-                };
-            }
+            },
             GetState::Done => panic!("`Pool::get` future polled after completion"),
-        };
-        Get::<M>::continue_with(this, cx, step, start)
-    }
-}
-
-/// Polls a queued [`Get`]: takes its grant, or arms its timer and waits.
-fn self_poll_waiting<M: Manager>(
-    mut this: GetProj<'_, M>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
-    let GetState::Waiting {
-        key,
-        start,
-        deadline,
-    } = *this.state
-    else {
-        unreachable!("only called while waiting")
-    };
-    let shared = &*this.shared;
-    let grant = shared.state.lock().poll_waiter(key, |cur| match cur {
-        Wake::Task(w) if w.will_wake(cx.waker()) => None,
-        _ => Some(Wake::Task(cx.waker().clone())),
-    });
-    match grant {
-        Some(grant) => {
-            *this.state = GetState::Done;
-            let woke = Instant::now();
-            shared.state.lock().stats.wait_time += woke - start;
-            match shared.granted(Some(grant), woke, start, &mut None) {
-                Ok(step) => Get::<M>::continue_with(this, cx, step, start),
-                Err(e) => Poll::Ready(Err(e)),
-            }
-        }
-        None => {
-            if this.sleep.is_none() {
-                this.sleep.set(Some(tokio::time::sleep_until(deadline)));
-            }
-            let sleep = this.sleep.as_mut().as_pin_mut().expect("timer armed");
-            if sleep.poll(cx).is_ready() {
-                *this.state = GetState::Done;
-                // A grant may have arrived since the check: cancelling passes it on.
-                shared.cancel_waiter(key);
-                shared.state.lock().stats.wait_time += Instant::now() - start;
-                return Poll::Ready(Err(shared.timeout(Phase::Wait, start, None)));
-            }
-            Poll::Pending
         }
     }
 }
 
 impl<M: Manager> Get<M> {
+    /// The first poll: an idle connection (the fast path), capacity to connect, or a place in
+    /// the queue (with this task's waker and deadline).
+    fn start(&mut self, cx: &mut Context<'_>) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
+        let shared = &self.shared;
+        let span = tracing::debug_span!("pool.get", pool = %shared.config.name);
+        let _enter = span.enter();
+        let now = Instant::now();
+        let wait = self.wait;
+        let ask = Ask {
+            holder: self.holder,
+            may_wait: !wait.is_zero(),
+            fail_fast: true,
+        };
+        let d = shared.begin(ask, now, Some(cx.waker()), Some(wait), true);
+        if let Acquire::Got(idle, key) = d {
+            // The fast path: most checkouts end here.
+            return match shared.check_sync(idle, key, now) {
+                Ok(conn) => Poll::Ready(Ok(conn)),
+                Err(Checked::Io(guard, kind)) => self.continue_with(cx, Step::Io(guard, kind), now),
+                Err(Checked::Failed(r)) => match shared.retake(r, true) {
+                    Ok(step) => self.continue_with(cx, step, now),
+                    Err(e) => Poll::Ready(Err(e)),
+                },
+            };
+        }
+        match shared.decide(d, now, now, true, &mut None) {
+            Err(e) => Poll::Ready(Err(e)),
+            Ok(Step::Wait(key, _)) => {
+                // The waker is stored with the waiter: nothing more to do until woken.
+                self.state = GetState::Waiting { key, start: now };
+                Poll::Pending
+            }
+            Ok(step) => self.continue_with(cx, step, now),
+        }
+    }
+
+    /// A later poll while queued: takes the grant if one arrived.
+    fn poll_waiting(
+        &mut self,
+        cx: &mut Context<'_>,
+        key: usize,
+        start: Instant,
+    ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
+        let shared = &self.shared;
+        let grant = shared
+            .state
+            .lock()
+            .poll_waiter(key, Some(start), |cur| match cur {
+                Wake::Task(w) if w.will_wake(cx.waker()) => None,
+                _ => Some(Wake::Task(cx.waker().clone())),
+            });
+        match grant {
+            None => {
+                self.state = GetState::Waiting { key, start };
+                Poll::Pending
+            }
+            Some((grant, woke)) => match shared.granted(Some(grant), woke, start, &mut None) {
+                Ok(step) => self.continue_with(cx, step, start),
+                Err(e) => Poll::Ready(Err(e)),
+            },
+        }
+    }
+
     /// Goes on from `step`: hands out a connection that passes the synchronous checks, else
     /// continues in the boxed slow path.
     fn continue_with(
-        this: GetProj<'_, M>,
+        &mut self,
         cx: &mut Context<'_>,
         step: Step<M>,
         start: Instant,
     ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
-        let shared = &*this.shared;
+        let shared = &self.shared;
         let step = match step {
             Step::Check(idle, key, now) => match shared.check_sync(idle, key, now) {
                 Ok(conn) => return Poll::Ready(Ok(conn)),
@@ -558,11 +527,11 @@ impl<M: Manager> Get<M> {
             },
             other => other,
         };
-        let mut fut = shared.clone().slow(*this.holder, *this.wait, start, step);
+        let mut fut = shared.clone().slow(self.holder, self.wait, start, step);
         match fut.as_mut().poll(cx) {
             Poll::Ready(out) => Poll::Ready(out),
             Poll::Pending => {
-                *this.state = GetState::Slow(fut);
+                self.state = GetState::Slow(fut);
                 Poll::Pending
             }
         }
@@ -578,7 +547,12 @@ impl<M: Manager> Shared<M> {
         allow_create: bool,
     ) -> Result<Pooled<M>, PoolError<M::Error>> {
         let now = Instant::now();
-        let d = self.begin(holder, now, !wait.is_zero(), true, Mode::Blocking, true);
+        let ask = Ask {
+            holder,
+            may_wait: !wait.is_zero(),
+            fail_fast: true,
+        };
+        let d = self.begin(ask, now, None, None, true);
         let step = match self.decide(d, now, now, allow_create, &mut None)? {
             Step::Check(idle, key, at) => match self.check_sync(idle, key, at) {
                 Ok(conn) => return Ok(conn),
@@ -628,18 +602,19 @@ impl<M: Manager> Drop for Reservation<M> {
 struct WaitGrant<'a, M: Manager> {
     shared: &'a Shared<M>,
     key: usize,
+    since: Option<Instant>,
     done: bool,
 }
 
 impl<M: Manager> Future for WaitGrant<'_, M> {
-    type Output = Grant<M::Connection, M::Error>;
+    type Output = (Grant<M::Connection, M::Error>, Instant);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let grant = self
             .shared
             .state
             .lock()
-            .poll_waiter(self.key, |cur| match cur {
+            .poll_waiter(self.key, self.since, |cur| match cur {
                 Wake::Task(w) if w.will_wake(cx.waker()) => None,
                 _ => Some(Wake::Task(cx.waker().clone())),
             });
@@ -693,23 +668,26 @@ impl<M: Manager> Shared<M> {
 
     /// Waits for the grant of waiter `key` until `deadline`; `None` when the time ran out (the
     /// waiter is then removed).
+    /// `since`: when the request queued (its waiting time is counted), `None` for a connect.
     async fn wait_grant(
         &self,
         key: usize,
+        since: Option<Instant>,
         deadline: Instant,
         mode: Mode,
-    ) -> Option<Grant<M::Connection, M::Error>> {
+    ) -> Option<(Grant<M::Connection, M::Error>, Instant)> {
         match mode {
             Mode::Async => {
                 let wait = WaitGrant {
                     shared: self,
                     key,
+                    since,
                     done: false,
                 };
                 tokio::time::timeout_at(deadline, wait).await.ok()
             }
             Mode::Blocking => loop {
-                if let Some(g) = self.state.lock().poll_waiter(key, |cur| match cur {
+                if let Some(g) = self.state.lock().poll_waiter(key, since, |cur| match cur {
                     Wake::Thread(_) => None,
                     _ => Some(Wake::Thread(sync::current())),
                 }) {
@@ -727,16 +705,19 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Asks the core for a connection: the locked part of every acquisition.
+    /// `waker`: the task to wake when queued (async front end; the acquisition's own poll
+    /// replaces a no-op one), or `None` to unpark this thread. `expire_after`: the pool's sweeper
+    /// expires the waiter after this long (else the caller bounds its own wait).
     fn begin(
         self: &Arc<Self>,
-        holder: Holder,
+        ask: Ask,
         now: Instant,
-        may_wait: bool,
-        fail_fast: bool,
-        mode: Mode,
+        waker: Option<&Waker>,
+        expire_after: Option<Duration>,
         count: bool,
     ) -> Acquire<M::Connection> {
         let mut refill = 0;
+        let mut sweeper = Sweeper::Armed;
         let decision = {
             let mut st = self.state.lock();
             if count {
@@ -745,21 +726,30 @@ impl<M: Manager> Shared<M> {
             let d = st.acquire(
                 now,
                 self.preferred(),
-                holder,
-                may_wait,
-                fail_fast,
-                || match mode {
-                    Mode::Async => Wake::None,
-                    Mode::Blocking => Wake::Thread(sync::current()),
+                ask,
+                || expire_after.map(|d| now + d),
+                || match waker {
+                    Some(w) => Wake::Task(w.clone()),
+                    None => Wake::Thread(sync::current()),
                 },
             );
             // Keep min_idle warm as checkouts drain the idle set (HikariCP-style), without
             // waiting for the reaper.
-            if mode == Mode::Async && st.limits.min_idle > 0 && matches!(d, Acquire::Got(..)) {
+            if waker.is_some() && st.limits.min_idle > 0 && matches!(d, Acquire::Got(..)) {
                 refill = st.reserve_min_idle(now);
+            }
+            if let (Acquire::Wait(_), Some(d)) = (&d, expire_after) {
+                sweeper = st.arm_sweeper(now + d);
             }
             d
         };
+        match sweeper {
+            Sweeper::Armed => {}
+            Sweeper::Rearm => self.sweep_notify.notify_one(),
+            Sweeper::Spawn => {
+                tokio::spawn(self.clone().sweeper());
+            }
+        }
         if refill > 0 {
             self.spawn_refill(refill, false);
         }
@@ -810,7 +800,7 @@ impl<M: Manager> Shared<M> {
             Some(Grant::Conn { idle, key }) => Ok(Step::Check(idle, key, woke)),
             Some(Grant::Permit) => Ok(Step::Connect),
             Some(Grant::Closed) => Err(PoolError::Closed),
-            Some(Grant::Failed(_)) | None => {
+            Some(Grant::Failed(_) | Grant::Expired) | None => {
                 let phase = if last_error.is_some() {
                     Phase::Connect
                 } else {
@@ -861,13 +851,28 @@ impl<M: Manager> Shared<M> {
                 Step::Start => {
                     let now = Instant::now();
                     let may_wait = !wait.is_zero() && now < deadline;
-                    let d = self.begin(holder, now, may_wait, attempt == 0, mode, false);
+                    let waker = match mode {
+                        Mode::Async => Some(Waker::noop()),
+                        Mode::Blocking => None,
+                    };
+                    let ask = Ask {
+                        holder,
+                        may_wait,
+                        fail_fast: attempt == 0,
+                    };
+                    let d = self.begin(ask, now, waker, None, false);
                     self.decide(d, now, start, allow_create, &mut last_error)?
                 }
                 Step::Wait(key, since) => {
-                    let grant = self.wait_grant(key, deadline, mode).await;
-                    let woke = Instant::now();
-                    self.state.lock().stats.wait_time += woke - since;
+                    let (grant, woke) =
+                        match self.wait_grant(key, Some(since), deadline, mode).await {
+                            Some((g, woke)) => (Some(g), woke),
+                            None => {
+                                let now = Instant::now();
+                                self.state.lock().stats.wait_time += now - since;
+                                (None, now)
+                            }
+                        };
                     self.granted(grant, woke, start, &mut last_error)?
                 }
                 Step::Check(idle, key, now) => match self.check_sync(idle, key, now) {
@@ -1013,13 +1018,19 @@ impl<M: Manager> Shared<M> {
             Mode::Async => {
                 let (key, uid) = self.state.lock().register(holder);
                 tokio::spawn(self.clone().run_connect(reservation, Some((key, uid))));
-                match self.wait_grant(key, limit, mode).await {
+                match self
+                    .wait_grant(key, None, limit, mode)
+                    .await
+                    .map(|(g, _)| g)
+                {
                     Some(Grant::Conn { idle, key }) => {
                         Ok(Pooled::new(self.clone(), key, idle, false))
                     }
                     Some(Grant::Failed(f)) => Err(Some(f)),
                     Some(Grant::Closed) => Err(None),
-                    Some(Grant::Permit) => unreachable!("permits go to queued waiters only"),
+                    Some(Grant::Permit | Grant::Expired) => {
+                        unreachable!("permits and expiry go to queued waiters only")
+                    }
                     None => Err(Some(ConnectFailure::TimedOut)),
                 }
             }
@@ -1140,6 +1151,39 @@ impl<M: Manager> Shared<M> {
             Err(e) => self.connect_failed(ConnectFailure::Error(e), now, None),
         }
         self.drained.notify_waiters();
+    }
+
+    /// Expires queued async requests whose wait timeout passed. One task per pool while such
+    /// requests wait, instead of a timer per request; it stops when none is left.
+    async fn sweeper(self: Arc<Self>) {
+        /// Lets the next waiter start a new sweeper if this one is dropped by its runtime.
+        struct Gone<'a, M: Manager>(&'a Shared<M>);
+        impl<M: Manager> Drop for Gone<'_, M> {
+            fn drop(&mut self) {
+                self.0.state.lock().sweeper_gone();
+            }
+        }
+        let gone = Gone(&self);
+        loop {
+            let Some(at) = self.state.lock().sweep_at() else {
+                break;
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                () = self.sweep_notify.notified() => continue,
+            }
+            let now = Instant::now();
+            let (wakes, next) = {
+                let mut st = self.state.lock();
+                let wakes = st.sweep(now);
+                (wakes, st.sweep_at())
+            };
+            wake_all(wakes);
+            if next.is_none() {
+                break;
+            }
+        }
+        std::mem::forget(gone);
     }
 
     /// Check-in from a guard's `Drop`.

@@ -68,7 +68,8 @@ impl<T> List<T> {
         })
     }
 
-    fn unlink(&mut self, key: usize) {
+    /// Unlinks an entry, leaving it stored.
+    pub(crate) fn unlink(&mut self, key: usize) {
         let link = &mut self.slab[key];
         if !link.linked {
             return;

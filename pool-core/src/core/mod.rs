@@ -48,6 +48,17 @@ pub(crate) fn wake_all(wakes: impl IntoIterator<Item = Wake>) {
     }
 }
 
+/// One acquisition attempt's terms.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ask {
+    /// Who asks.
+    pub(crate) holder: Holder,
+    /// Whether it may queue when nothing is free.
+    pub(crate) may_wait: bool,
+    /// Whether it fails fast while connects keep failing (retries do not).
+    pub(crate) fail_fast: bool,
+}
+
 /// Who asked for a connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Holder {
@@ -87,6 +98,8 @@ pub(crate) enum Grant<C, E> {
     Failed(ConnectFailure<E>),
     /// The pool was closed.
     Closed,
+    /// The waiter's deadline passed (expired by the sweeper).
+    Expired,
 }
 
 #[derive(Debug)]
@@ -95,6 +108,9 @@ struct Node<C, E> {
     wake: Wake,
     holder: Holder,
     uid: u64,
+    /// When the pool's sweeper expires this waiter (async requests); `None` for threads, which
+    /// time out by themselves, and for connect requesters.
+    deadline: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -121,6 +137,17 @@ pub(crate) enum Acquire<C> {
     Unavailable(u32),
     /// The pool is closed.
     Closed,
+}
+
+/// What [`State::arm_sweeper`] asks of the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sweeper {
+    /// A sweeper runs and wakes in time.
+    Armed,
+    /// A sweeper runs but must wake earlier: notify it.
+    Rearm,
+    /// No sweeper runs: spawn one.
+    Spawn,
 }
 
 /// The result of [`State::check_failed`].
@@ -179,6 +206,8 @@ pub(crate) struct State<C, E> {
     pub(crate) stats: Metrics,
     failures: u32,
     fail_fast_until: Option<Instant>,
+    /// The instant the waiters' sweeper task sleeps until; `None` when no sweeper runs.
+    sweep_at: Option<Instant>,
     next_uid: u64,
     next_conn_id: u64,
 }
@@ -205,6 +234,7 @@ impl<C, E> State<C, E> {
             stats: Metrics::default(),
             failures: 0,
             fail_fast_until: None,
+            sweep_at: None,
             next_uid: 0,
             next_conn_id: 0,
         }
@@ -274,11 +304,15 @@ impl<C, E> State<C, E> {
         &mut self,
         now: Instant,
         prefer: Option<(usize, u64)>,
-        holder: Holder,
-        may_wait: bool,
-        fail_fast: bool,
+        ask: Ask,
+        deadline: impl FnOnce() -> Option<Instant>,
         wake: impl FnOnce() -> Wake,
     ) -> Acquire<C> {
+        let Ask {
+            holder,
+            may_wait,
+            fail_fast,
+        } = ask;
         if self.closed {
             return Acquire::Closed;
         }
@@ -306,7 +340,53 @@ impl<C, E> State<C, E> {
             wake: wake(),
             holder,
             uid,
+            deadline: deadline(),
         }))
+    }
+
+    /// Makes sure the sweeper will expire a waiter due at `deadline`.
+    pub(crate) fn arm_sweeper(&mut self, deadline: Instant) -> Sweeper {
+        match self.sweep_at {
+            None => {
+                self.sweep_at = Some(deadline);
+                Sweeper::Spawn
+            }
+            Some(at) if deadline < at => {
+                self.sweep_at = Some(deadline);
+                Sweeper::Rearm
+            }
+            Some(_) => Sweeper::Armed,
+        }
+    }
+
+    /// When the sweeper should next run; `None` once it has stopped.
+    pub(crate) fn sweep_at(&self) -> Option<Instant> {
+        self.sweep_at
+    }
+
+    /// Expires the queued async waiters whose deadline passed and sets the next sweep (`None`
+    /// when no timed waiter is left: the sweeper stops).
+    pub(crate) fn sweep(&mut self, now: Instant) -> Vec<Wake> {
+        let mut wakes = Vec::new();
+        let mut next: Option<Instant> = None;
+        for key in self.waiters.keys() {
+            let Some(deadline) = self.waiters.get(key).and_then(|n| n.deadline) else {
+                continue;
+            };
+            if deadline <= now {
+                self.waiters.unlink(key);
+                wakes.push(self.give(key, Grant::Expired));
+            } else {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+            }
+        }
+        self.sweep_at = next;
+        wakes
+    }
+
+    /// The sweeper task ended without stopping normally (its runtime shut down).
+    pub(crate) fn sweeper_gone(&mut self) {
+        self.sweep_at = None;
     }
 
     fn uid(&mut self) -> u64 {
@@ -322,23 +402,31 @@ impl<C, E> State<C, E> {
             wake: Wake::None,
             holder,
             uid,
+            deadline: None,
         });
         (key, uid)
     }
 
     /// Polls a waiter: its grant if one arrived (the waiter is then removed), else stores `wake`.
+    /// A grant taken here counts the time since `since` as waiting time (`None`: a private
+    /// waiter for a connect, whose time is not queueing) and comes with the current instant.
     pub(crate) fn poll_waiter(
         &mut self,
         key: usize,
+        since: Option<Instant>,
         wake: impl FnOnce(&Wake) -> Option<Wake>,
-    ) -> Option<Grant<C, E>> {
+    ) -> Option<(Grant<C, E>, Instant)> {
         let node = self
             .waiters
             .get_mut(key)
             .expect("waiter polled after removal");
         if node.grant.is_some() {
             let node = self.waiters.remove(key);
-            return node.grant;
+            let now = Instant::now();
+            if let Some(since) = since {
+                self.stats.wait_time += now.saturating_duration_since(since);
+            }
+            return node.grant.map(|g| (g, now));
         }
         if let Some(w) = wake(&node.wake) {
             node.wake = w;
@@ -363,7 +451,7 @@ impl<C, E> State<C, E> {
                 self.opening -= 1;
                 (self.release_capacity(), None)
             }
-            Some(Grant::Failed(_)) | Some(Grant::Closed) | None => (None, None),
+            Some(Grant::Failed(_) | Grant::Closed | Grant::Expired) | None => (None, None),
         }
     }
 
