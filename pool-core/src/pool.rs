@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use crate::sync::{self, Mutex};
+use crate::sync::{self, Mutex, ThreadWaker};
 use tokio::time::Instant;
 
 use crate::config::{Builder, Config};
@@ -687,9 +687,16 @@ impl<M: Manager> Shared<M> {
                 tokio::time::timeout_at(deadline, wait).await.ok()
             }
             Mode::Blocking => loop {
+                // A short turn comes soon: yield (watching the flag) before parking.
+                for _ in 0..sync::YIELDS_BEFORE_PARK {
+                    if ThreadWaker::take_flag() {
+                        break;
+                    }
+                    thread::yield_now();
+                }
                 if let Some(g) = self.state.lock().poll_waiter(key, since, |cur| match cur {
                     Wake::Thread(_) => None,
-                    _ => Some(Wake::Thread(sync::current())),
+                    _ => Some(Wake::Thread(ThreadWaker::for_this_thread())),
                 }) {
                     return Some(g);
                 }
@@ -730,7 +737,7 @@ impl<M: Manager> Shared<M> {
                 || expire_after.map(|d| now + d),
                 || match waker {
                     Some(w) => Wake::Task(w.clone()),
-                    None => Wake::Thread(sync::current()),
+                    None => Wake::Thread(ThreadWaker::for_this_thread()),
                 },
             );
             // Keep min_idle warm as checkouts drain the idle set (HikariCP-style), without

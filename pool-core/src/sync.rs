@@ -45,3 +45,57 @@ mod mocked {
         loom::thread::park();
     }
 }
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Wakes a thread queued in the blocking front end: raises its flag, then unparks it. The flag
+/// lets the thread notice a grant while it yields before parking, and a hand-off to a thread
+/// that has not parked yet costs no system call, so short waits avoid a park/unpark round trip.
+#[derive(Debug, Clone)]
+pub(crate) struct ThreadWaker {
+    thread: Thread,
+    flag: Arc<AtomicBool>,
+}
+
+thread_local! {
+    static THIS_THREAD: ThreadWaker = ThreadWaker {
+        thread: current(),
+        flag: Arc::new(AtomicBool::new(false)),
+    };
+}
+
+impl ThreadWaker {
+    /// This thread's waker, its flag lowered: taken when the thread queues.
+    pub(crate) fn for_this_thread() -> ThreadWaker {
+        if cfg!(all(test, loom)) {
+            // Loom runs each execution's threads anew on the same OS thread: never cache.
+            return ThreadWaker {
+                thread: current(),
+                flag: Arc::new(AtomicBool::new(false)),
+            };
+        }
+        THIS_THREAD.with(|w| {
+            w.flag.store(false, Ordering::Relaxed);
+            w.clone()
+        })
+    }
+
+    /// Whether this thread's flag was raised; lowers it.
+    pub(crate) fn take_flag() -> bool {
+        THIS_THREAD.with(|w| w.flag.swap(false, Ordering::Acquire))
+    }
+
+    /// Raises the flag and unparks the thread.
+    pub(crate) fn wake(self) {
+        self.flag.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+/// How often a queued thread yields, watching its flag, before it parks. None under loom, which
+/// checks the park/unpark protocol itself.
+#[cfg(not(all(test, loom)))]
+pub(crate) const YIELDS_BEFORE_PARK: u32 = 16;
+#[cfg(all(test, loom))]
+pub(crate) const YIELDS_BEFORE_PARK: u32 = 0;

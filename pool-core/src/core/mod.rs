@@ -20,14 +20,14 @@ use tokio::time::Instant;
 
 use crate::manager::{CloseReason, ConnMeta};
 use crate::metrics::{HeldConn, Metrics, Status};
-use crate::sync::Thread;
+use crate::sync::ThreadWaker;
 use list::List;
 
 /// How to wake a queued request.
 #[derive(Debug)]
 pub(crate) enum Wake {
     None,
-    Thread(Thread),
+    Thread(ThreadWaker),
     Task(Waker),
 }
 
@@ -35,7 +35,7 @@ impl Wake {
     pub(crate) fn wake(self) {
         match self {
             Wake::None => {}
-            Wake::Thread(t) => t.unpark(),
+            Wake::Thread(t) => t.wake(),
             Wake::Task(w) => w.wake(),
         }
     }
