@@ -5,10 +5,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
+
+use crate::connect::{Addr, Connected};
+use crate::sniff::TxState;
 
 /// One pooled PostgreSQL connection.
 ///
@@ -18,25 +22,33 @@ use tokio_postgres::{Client, Statement};
 /// It owns the task that drives the connection's socket: dropping the wrapper aborts that task
 /// (the pool's own close first lets it say goodbye to the server, see [`crate::Manager`]).
 ///
-/// Any use of the client through `Deref`/`DerefMut` marks the connection as *used*; a used
-/// connection is cleaned (`ROLLBACK` by default, see [`crate::ResetMode`]) before the pool hands
-/// it to its next user. That is how an open transaction never leaks from one user to the next.
+/// Without TLS, the wrapper knows the server's transaction status for free (the socket is read
+/// through a protocol-framing sniffer, see the crate documentation): a connection returned
+/// inside a transaction, a failed transaction, or with a request still unanswered is cleaned
+/// (`ROLLBACK`, see [`crate::ResetMode`]) before the pool hands it to its next user; a clean one
+/// is handed out as it is. Over TLS, any use of the client through `Deref`/`DerefMut` marks the
+/// connection as *used*, and every used connection is cleaned.
 pub struct ClientWrapper {
     client: Client,
     task: Option<JoinHandle<()>>,
     statements: Mutex<HashMap<String, Statement>>,
     cache_capacity: usize,
     used: AtomicBool,
+    tx_state: Option<Arc<TxState>>,
+    /// Where the socket was opened to, for cancel requests (`None`: the driver opened it).
+    addr: Option<Addr>,
 }
 
 impl ClientWrapper {
-    pub(crate) fn new(client: Client, task: JoinHandle<()>, cache_capacity: usize) -> Self {
+    pub(crate) fn new(connected: Connected, cache_capacity: usize) -> Self {
         ClientWrapper {
-            client,
-            task: Some(task),
+            client: connected.client,
+            task: Some(connected.task),
             statements: Mutex::new(HashMap::new()),
             cache_capacity,
             used: AtomicBool::new(false),
+            tx_state: connected.tx_state,
+            addr: connected.addr,
         }
     }
 
@@ -82,6 +94,32 @@ impl ClientWrapper {
         self.statements.lock().len()
     }
 
+    /// Asks the server to cancel the query this connection is running, if any.
+    ///
+    /// Use it instead of `Client::cancel_token().cancel_query(..)`, which cannot find the server
+    /// of a connection whose socket the manager opened (the default, no-TLS case). The returned
+    /// future does not borrow the connection: create it, then await or spawn it while the query
+    /// runs. The cancelled query fails with SQLSTATE `57014`; cancelling is inherently racy.
+    ///
+    /// # Errors
+    ///
+    /// The driver's error when the cancel request cannot be delivered.
+    pub fn cancel_query(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static {
+        let token = self.client.cancel_token();
+        let addr = self.addr.clone();
+        async move {
+            match addr {
+                Some(addr) => match addr.open_bare().await {
+                    Ok(stream) => token.cancel_query_raw(stream, tokio_postgres::NoTls).await,
+                    Err(e) => Err(crate::connect::io_error(e).await),
+                },
+                None => token.cancel_query(tokio_postgres::NoTls).await,
+            }
+        }
+    }
+
     /// Whether the connection task has ended (the socket is closed). Does no I/O.
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
@@ -94,6 +132,12 @@ impl ClientWrapper {
 
     pub(crate) fn raw(&self) -> &Client {
         &self.client
+    }
+
+    /// Whether the server's transaction status is tracked (the socket is sniffed), and if so
+    /// whether the connection is idle with nothing in flight: `None` when it is not tracked.
+    pub(crate) fn is_idle(&self) -> Option<bool> {
+        self.tx_state.as_ref().map(|s| s.is_clean())
     }
 
     pub(crate) fn was_used(&mut self) -> bool {
@@ -140,6 +184,14 @@ impl fmt::Debug for ClientWrapper {
             .field("cached_statements", &self.statements.lock().len())
             .field("cache_capacity", &self.cache_capacity)
             .field("used", &self.used.load(Ordering::Relaxed))
+            .field(
+                "transaction_status",
+                &self.tx_state.as_ref().map(|s| char::from(s.status())),
+            )
+            .field(
+                "outstanding",
+                &self.tx_state.as_ref().map(|s| s.outstanding()),
+            )
             .finish_non_exhaustive()
     }
 }

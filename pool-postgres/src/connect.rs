@@ -1,15 +1,37 @@
-//! Opening a connection with any TLS connector, and owning the connection task it needs.
+//! Opening a connection (plain, over our own sniffed socket, or with any TLS connector), and
+//! owning the connection task it needs.
 
 use std::future::Future;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+#[cfg(unix)]
+use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
+use tokio_postgres::config::{Host, LoadBalanceHosts, SslMode, TargetSessionAttrs};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{AsyncMessage, Client, Config, Socket};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, SimpleQueryMessage, Socket};
+
+use crate::sniff::{Sniffer, TxState};
+
+/// A connected client, the task driving its socket and, when the socket is sniffed, the
+/// transaction state it publishes.
+pub(crate) struct Connected {
+    pub(crate) client: Client,
+    pub(crate) task: JoinHandle<()>,
+    pub(crate) tx_state: Option<Arc<TxState>>,
+    /// Where the server was reached, for cancel requests (`None`: use the driver's own).
+    pub(crate) addr: Option<Addr>,
+}
 
 pub(crate) type ConnectFuture =
-    Pin<Box<dyn Future<Output = Result<(Client, JoinHandle<()>), tokio_postgres::Error>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Connected, tokio_postgres::Error>> + Send>>;
 
 /// Hides the `MakeTlsConnect` bounds so that [`crate::Manager`] needs no type parameter.
 pub(crate) trait Connect: Send + Sync + 'static {
@@ -30,8 +52,349 @@ where
         let tls = self.0.clone();
         Box::pin(async move {
             let (client, connection) = config.connect(tls).await?;
-            Ok((client, spawn_connection(connection)))
+            Ok(Connected {
+                client,
+                task: spawn_connection(connection),
+                tx_state: None,
+                addr: None,
+            })
         })
+    }
+}
+
+/// The default, no-TLS connector: opens the socket itself (as `Config::connect` would) and runs
+/// the session over a [`Sniffer`], so that the pool knows the transaction status for free.
+pub(crate) struct PlainConnector;
+
+impl Connect for PlainConnector {
+    fn connect(&self, config: &Config) -> ConnectFuture {
+        let config = config.clone();
+        Box::pin(async move { connect_plain(&config).await })
+    }
+}
+
+/// A server address, as resolved by [`connect_plain`].
+#[derive(Debug, Clone)]
+pub(crate) enum Addr {
+    Tcp(SocketAddr),
+    #[cfg(unix)]
+    Unix(std::path::PathBuf),
+}
+
+/// A TCP or Unix-domain socket.
+#[derive(Debug)]
+pub(crate) enum PlainStream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl Addr {
+    /// Opens a socket to this address, bounded by `config`'s connect timeout, with its TCP
+    /// options (no delay, user timeout, keepalives).
+    pub(crate) async fn open(&self, config: &Config) -> io::Result<PlainStream> {
+        let timeout = config.get_connect_timeout().copied();
+        match self {
+            Addr::Tcp(addr) => {
+                let stream = with_timeout(TcpStream::connect(addr), timeout).await?;
+                stream.set_nodelay(true)?;
+                let sock = socket2::SockRef::from(&stream);
+                #[cfg(target_os = "linux")]
+                if let Some(t) = config.get_tcp_user_timeout() {
+                    sock.set_tcp_user_timeout(Some(*t))?;
+                }
+                if config.get_keepalives() {
+                    let mut keepalive =
+                        socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
+                    #[cfg(not(any(
+                        target_os = "openbsd",
+                        target_os = "redox",
+                        target_os = "solaris"
+                    )))]
+                    if let Some(interval) = config.get_keepalives_interval() {
+                        keepalive = keepalive.with_interval(interval);
+                    }
+                    #[cfg(not(any(
+                        target_os = "openbsd",
+                        target_os = "redox",
+                        target_os = "solaris",
+                        target_os = "windows"
+                    )))]
+                    if let Some(retries) = config.get_keepalives_retries() {
+                        keepalive = keepalive.with_retries(retries);
+                    }
+                    sock.set_tcp_keepalive(&keepalive)?;
+                }
+                Ok(PlainStream::Tcp(stream))
+            }
+            #[cfg(unix)]
+            Addr::Unix(path) => Ok(PlainStream::Unix(
+                with_timeout(UnixStream::connect(path), timeout).await?,
+            )),
+        }
+    }
+}
+
+impl Addr {
+    /// A bare socket to this address (for a cancel request).
+    pub(crate) async fn open_bare(&self) -> io::Result<PlainStream> {
+        match self {
+            Addr::Tcp(addr) => TcpStream::connect(addr).await.map(PlainStream::Tcp),
+            #[cfg(unix)]
+            Addr::Unix(path) => UnixStream::connect(path).await.map(PlainStream::Unix),
+        }
+    }
+}
+
+async fn with_timeout<T>(
+    connect: impl Future<Output = io::Result<T>>,
+    timeout: Option<Duration>,
+) -> io::Result<T> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ))
+            }),
+        None => connect.await,
+    }
+}
+
+/// The hosts of `config` in the order `Config::connect` tries them: `hostaddr` over `host`,
+/// the port of the same index (or the only port, or 5432), shuffled with
+/// `load_balance_hosts=random`. `None` for a configuration `Config::connect` rejects.
+fn targets(config: &Config) -> Option<Vec<(Host, u16)>> {
+    let hosts = config.get_hosts();
+    let hostaddrs = config.get_hostaddrs();
+    let ports = config.get_ports();
+    let n = hosts.len().max(hostaddrs.len());
+    if n == 0
+        || (!hosts.is_empty() && !hostaddrs.is_empty() && hosts.len() != hostaddrs.len())
+        || (ports.len() > 1 && ports.len() != n)
+    {
+        return None;
+    }
+    let mut targets: Vec<(Host, u16)> = (0..n)
+        .map(|i| {
+            let port = ports
+                .get(i)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432);
+            let host = match hostaddrs.get(i) {
+                Some(ip) => Host::Tcp(ip.to_string()),
+                None => hosts[i].clone(),
+            };
+            (host, port)
+        })
+        .collect();
+    if config.get_load_balance_hosts() == LoadBalanceHosts::Random {
+        fastrand::shuffle(&mut targets);
+    }
+    Some(targets)
+}
+
+/// Connects like `Config::connect(NoTls)`: each host in turn (each address of a name in turn),
+/// the first that accepts the session and matches `target_session_attrs` wins; the last error is
+/// returned.
+async fn connect_plain(config: &Config) -> Result<Connected, tokio_postgres::Error> {
+    let Some(targets) = targets(config) else {
+        // Let the driver produce its own configuration error (no I/O happens).
+        return match config.connect(NoTls).await {
+            Err(e) => Err(e),
+            Ok(_) => Err(io_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid host configuration",
+            ))
+            .await),
+        };
+    };
+    let mut last = None;
+    for (host, port) in targets {
+        let addrs = match host {
+            Host::Tcp(name) => match tokio::net::lookup_host((name.as_str(), port)).await {
+                Ok(addrs) => {
+                    let mut addrs: Vec<Addr> = addrs.map(Addr::Tcp).collect();
+                    if config.get_load_balance_hosts() == LoadBalanceHosts::Random {
+                        fastrand::shuffle(&mut addrs);
+                    }
+                    addrs
+                }
+                Err(e) => {
+                    last = Some(io_error(e).await);
+                    continue;
+                }
+            },
+            #[cfg(unix)]
+            Host::Unix(dir) => vec![Addr::Unix(dir.join(format!(".s.PGSQL.{port}")))],
+        };
+        if addrs.is_empty() {
+            last = Some(
+                io_error(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "could not resolve any addresses",
+                ))
+                .await,
+            );
+        }
+        for addr in addrs {
+            match connect_addr(config, addr).await {
+                Ok(connected) => return Ok(connected),
+                Err(e) => last = Some(e),
+            }
+        }
+    }
+    Err(last.expect("at least one host"))
+}
+
+async fn connect_addr(config: &Config, addr: Addr) -> Result<Connected, tokio_postgres::Error> {
+    let stream = match addr.open(config).await {
+        Ok(stream) => stream,
+        Err(e) => return Err(io_error(e).await),
+    };
+    let state = Arc::new(TxState::default());
+    let (client, connection) = config
+        .connect_raw(Sniffer::new(stream, state.clone()), NoTls)
+        .await?;
+    let task = spawn_connection(connection);
+    let attrs = config.get_target_session_attrs();
+    if attrs != TargetSessionAttrs::Any {
+        // Dropping `task` on an early return would not stop it; abort it explicitly.
+        let read_only = match client.simple_query("SHOW transaction_read_only").await {
+            Ok(messages) => messages.into_iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "on"),
+                _ => None,
+            }),
+            Err(e) => {
+                task.abort();
+                return Err(e);
+            }
+        };
+        let wrong = match attrs {
+            TargetSessionAttrs::ReadWrite => read_only != Some(false),
+            TargetSessionAttrs::ReadOnly => read_only != Some(true),
+            _ => false,
+        };
+        if wrong {
+            task.abort();
+            let what = if attrs == TargetSessionAttrs::ReadWrite {
+                "database does not allow writes"
+            } else {
+                "database is not read only"
+            };
+            return Err(io_error(io::Error::new(io::ErrorKind::PermissionDenied, what)).await);
+        }
+    }
+    Ok(Connected {
+        client,
+        task,
+        tx_state: Some(state),
+        addr: Some(addr),
+    })
+}
+
+/// tokio-postgres has no public constructor for its error type: get one around `error` by
+/// starting a session on a stream that fails at once (no I/O happens). The result is an I/O
+/// error of the driver ("error communicating with the server: …") with `error` as its source.
+pub(crate) async fn io_error(error: io::Error) -> tokio_postgres::Error {
+    let mut config = Config::new();
+    config.user("-").ssl_mode(SslMode::Disable);
+    match config.connect_raw(Failing(Some(error)), NoTls).await {
+        Err(e) => e,
+        Ok(_) => unreachable!("a session over a failing stream cannot start"),
+    }
+}
+
+/// A stream whose first operation fails with the given error.
+struct Failing(Option<io::Error>);
+
+impl Failing {
+    fn fail<T>(&mut self) -> Poll<io::Result<T>> {
+        Poll::Ready(Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| io::Error::from(io::ErrorKind::NotConnected))))
+    }
+}
+
+impl AsyncRead for Failing {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().fail()
+    }
+}
+
+impl AsyncWrite for Failing {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().fail()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().fail()
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().fail()
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            PlainStream::Tcp($s) => $e,
+            #[cfg(unix)]
+            PlainStream::Unix($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for PlainStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for PlainStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            PlainStream::Tcp(s) => s.is_write_vectored(),
+            #[cfg(unix)]
+            PlainStream::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
     }
 }
 

@@ -11,6 +11,7 @@ mod client;
 mod connect;
 mod error;
 mod manager;
+mod sniff;
 
 pub use client::ClientWrapper;
 pub use error::{classify, classify_pool_error, retry, ConfigError};

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Config, NoTls, Socket};
 
 use crate::client::ClientWrapper;
-use crate::connect::{Connect, TlsConnector};
+use crate::connect::{Connect, PlainConnector, TlsConnector};
 use crate::error::ConfigError;
 
 /// The future an [`InitHook`] returns.
@@ -25,22 +26,28 @@ pub type InitHook = Arc<dyn for<'a> Fn(&'a tokio_postgres::Client) -> InitFuture
 
 /// How a used connection is cleaned before its next user gets it.
 ///
-/// tokio-postgres does not expose the server's transaction status, and a holder can open a
-/// transaction through any method (`batch_execute("BEGIN")`, `execute("START TRANSACTION")`, …).
-/// So the manager does not guess: a connection whose client was touched at all by its holder
-/// (any `Deref` to [`tokio_postgres::Client`]) is cleaned at its next checkout; an untouched one
-/// is not. The clean-up is one round trip, which also proves the connection alive.
+/// A holder can open a transaction through any method (`batch_execute("BEGIN")`,
+/// `execute("START TRANSACTION")`, …), and tokio-postgres does not expose the server's
+/// transaction status. So, without TLS, the manager reads it off the wire itself: every
+/// `ReadyForQuery` message carries it, and the manager counts the requests that still await
+/// theirs. A connection returned inside a transaction (open or failed) or with a request in flight
+/// is cleaned at its next checkout; a clean one is not (no round trip).
+///
+/// Where the status cannot be seen (TLS connections, see [`Manager::with_tls`]) and for
+/// [`ResetMode::DiscardAll`] (session state such as `SET` is invisible on the wire), a connection
+/// whose client was touched at all by its holder (any `Deref` to [`tokio_postgres::Client`]) is
+/// cleaned; an untouched one is not. The clean-up also proves the connection alive.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResetMode {
-    /// `ROLLBACK` (a no-op warning, logged at `debug`, when no transaction is open).
-    /// Session settings (`SET`), temporary tables, prepared statements survive. Default.
+    /// `ROLLBACK` when a transaction may be open (a no-op warning, logged at `debug`, when none
+    /// is). Session settings (`SET`), temporary tables, prepared statements survive. Default.
     #[default]
     Rollback,
     /// `ROLLBACK`, then `DISCARD ALL`: also drops session settings made with `SET`, temporary
     /// tables, advisory locks, `LISTEN`s and prepared statements (the statement cache is emptied
     /// and the init hook runs again). `application_name` and `search_path` from the startup
-    /// packet survive. Two round trips.
+    /// packet survive. Two round trips, for every connection whose client was used.
     DiscardAll,
     /// Nothing: the holder promises never to leave a transaction open, e.g. because it only uses
     /// tokio-postgres's `Transaction` (whose drop sends `ROLLBACK` before any later query).
@@ -56,7 +63,7 @@ pub enum ResetMode {
 /// |---|---|
 /// | `connect` | connects (no TLS unless [`Manager::with_tls`]), spawns and keeps the connection task, runs the init hook |
 /// | `is_broken` (check-in, checkout) | `Client::is_closed()`: the connection task has ended. No I/O |
-/// | `needs_reset` (check-in) | the holder used the client (see [`ResetMode`]). No I/O |
+/// | `needs_reset` (check-in) | without TLS: the server is in a transaction or a request is unanswered; with TLS or [`ResetMode::DiscardAll`]: the holder used the client (see [`ResetMode`]). No I/O |
 /// | `reset` (next checkout) | `ROLLBACK` (+ `DISCARD ALL`), per [`ResetMode`] |
 /// | `validate` (checkout after idling) | an empty simple query: one real round trip |
 /// | `close` | drops the client so the task sends `Terminate`; aborts the task if it lingers |
@@ -68,12 +75,32 @@ pub struct Manager {
     init: Option<InitHook>,
     reset_mode: ResetMode,
     cache_capacity: usize,
+    resets: AtomicU64,
 }
 
 impl Manager {
     /// A manager for `config`, without TLS.
+    ///
+    /// It opens the sockets itself (TCP `host`/`hostaddr`/`port` lists tried in order, Unix
+    /// socket directories, `connect_timeout`, `tcp_user_timeout`, keepalives,
+    /// `load_balance_hosts`, `target_session_attrs`, as `Config::connect` does) and hands them
+    /// to `Config::connect_raw`, so that it can follow the transaction status on the wire.
+    ///
+    /// Because the driver did not open the socket, `Client::cancel_token().cancel_query(NoTls)`
+    /// does not know the server's address; use [`ClientWrapper::cancel_query`] instead.
     pub fn new(config: Config) -> Self {
-        Self::with_tls(config, NoTls)
+        Self::with_connector(config, Box::new(PlainConnector))
+    }
+
+    fn with_connector(config: Config, connector: Box<dyn Connect>) -> Self {
+        Manager {
+            config,
+            connector,
+            init: None,
+            reset_mode: ResetMode::default(),
+            cache_capacity: 256,
+            resets: AtomicU64::new(0),
+        }
     }
 
     /// A manager for the connection string `url`, without TLS. The string is parsed by
@@ -91,6 +118,10 @@ impl Manager {
     /// A manager for `config` that connects through the TLS connector `tls` (e.g.
     /// `tokio_postgres_rustls::MakeRustlsConnect` with the `rustls` feature, or
     /// `postgres-native-tls`).
+    ///
+    /// The transaction status is not visible through TLS, so with a TLS connector every
+    /// connection whose client was used is cleaned (`ROLLBACK`) before its next user gets it.
+    /// `with_tls(config, NoTls)` is the same as [`Manager::new`].
     pub fn with_tls<T>(config: Config, tls: T) -> Self
     where
         T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
@@ -98,13 +129,10 @@ impl Manager {
         T::TlsConnect: Send,
         <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
     {
-        Manager {
-            config,
-            connector: Box::new(TlsConnector(tls)),
-            init: None,
-            reset_mode: ResetMode::default(),
-            cache_capacity: 256,
+        if (&tls as &dyn std::any::Any).is::<NoTls>() {
+            return Self::new(config);
         }
+        Self::with_connector(config, Box::new(TlsConnector(tls)))
     }
 
     /// A manager for `config` that connects with rustls, configured by `tls`.
@@ -179,6 +207,12 @@ impl Manager {
         self
     }
 
+    /// How many times this manager has cleaned a connection before handing it out again
+    /// ([`ResetMode`]): a measure of how often holders return connections dirty.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
+    }
+
     /// The driver configuration connections are opened with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -211,8 +245,7 @@ impl pool_core::Manager for Manager {
     fn connect(&self) -> impl Future<Output = Result<ClientWrapper, tokio_postgres::Error>> + Send {
         let connecting = self.connector.connect(&self.config);
         async move {
-            let (client, task) = connecting.await?;
-            let conn = ClientWrapper::new(client, task, self.cache_capacity);
+            let conn = ClientWrapper::new(connecting.await?, self.cache_capacity);
             // If the hook fails, dropping `conn` aborts the connection task.
             self.run_init(conn.raw()).await?;
             Ok(conn)
@@ -224,10 +257,21 @@ impl pool_core::Manager for Manager {
     }
 
     fn needs_reset(&self, conn: &mut ClientWrapper) -> bool {
-        self.reset_mode != ResetMode::Off && conn.was_used()
+        match self.reset_mode {
+            ResetMode::Off => false,
+            // `SET`, temporary tables, … are invisible on the wire: any use counts.
+            ResetMode::DiscardAll => conn.was_used(),
+            // Tracked: dirty exactly when not idle or a request is unanswered. The touched flag
+            // is not needed (an untouched client sent nothing), except without tracking (TLS).
+            ResetMode::Rollback => match conn.is_idle() {
+                Some(idle) => !idle,
+                None => conn.was_used(),
+            },
+        }
     }
 
     async fn reset(&self, conn: &mut ClientWrapper) -> Result<(), tokio_postgres::Error> {
+        self.resets.fetch_add(1, Ordering::Relaxed);
         conn.raw().batch_execute("ROLLBACK").await?;
         if self.reset_mode == ResetMode::DiscardAll {
             conn.raw().batch_execute("DISCARD ALL").await?;

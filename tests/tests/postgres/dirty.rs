@@ -136,3 +136,112 @@ async fn discard_all_mode_does_not_leak_and_keeps_startup_settings() {
         .await
         .expect("prepares again after DISCARD ALL");
 }
+
+/// A pool of one connection, to count the resets of that connection.
+fn counting_pool(url: &str) -> Pool {
+    Pool::builder(Manager::from_url(url).unwrap())
+        .max_size(1)
+        .build()
+        .unwrap()
+}
+
+async fn backend_pid(client: &pool_postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn clean_connections_are_not_reset() {
+    let Some(url) = url() else { return };
+    let pool = counting_pool(&url);
+    let pid = backend_pid(&pool.get().await.unwrap()).await;
+    for i in 0i32..20 {
+        let client = pool.get().await.unwrap();
+        match i % 4 {
+            0 => {
+                client.query_one("SELECT 1", &[]).await.unwrap();
+            }
+            1 => client.batch_execute("SELECT 1; SELECT 2").await.unwrap(),
+            2 => {
+                // A committed transaction ends idle.
+                client
+                    .batch_execute("BEGIN; SELECT 1; COMMIT")
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                let statement = client.prepare_cached("SELECT $1::int").await.unwrap();
+                client.query(&statement, &[&i]).await.unwrap();
+                // An uncached statement is closed (Close + Sync) when dropped.
+                client.query_one("SELECT 2", &[]).await.unwrap();
+            }
+        }
+    }
+    let client = pool.get().await.unwrap();
+    assert_eq!(
+        backend_pid(&client).await,
+        pid,
+        "the same connection all along"
+    );
+    assert_eq!(
+        pool.manager().resets(),
+        0,
+        "a connection returned idle must not pay a ROLLBACK"
+    );
+}
+
+#[tokio::test]
+async fn connections_left_in_a_transaction_are_reset() {
+    let Some(url) = url() else { return };
+    let pool = counting_pool(&url);
+    let cases: [(&str, &str); 4] = [
+        ("open", "BEGIN"),
+        ("failed", "BEGIN; SELECT 1/0"),
+        ("savepoint", "BEGIN; SAVEPOINT a"),
+        (
+            "serializable",
+            "START TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        ),
+    ];
+    for (n, (what, sql)) in cases.into_iter().enumerate() {
+        {
+            let client = pool.get().await.unwrap();
+            let _ = client.batch_execute(sql).await;
+        }
+        let client = pool.get().await.unwrap();
+        let in_tx: Option<i64> = client
+            .query_one("SELECT txid_current_if_assigned()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            in_tx, None,
+            "{what}: the next user is outside a transaction"
+        );
+        // `txid_current_if_assigned` is NULL in a fresh transaction too: prove there is none.
+        client.batch_execute("BEGIN; COMMIT").await.unwrap();
+        assert_eq!(pool.manager().resets(), n as u64 + 1, "{what}: reset once");
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_query_makes_the_connection_dirty() {
+    let Some(url) = url() else { return };
+    let pool = counting_pool(&url);
+    {
+        let client = pool.get().await.unwrap();
+        // Cancelled after the request reached the server, before its answer arrived.
+        let slow = client.batch_execute("SELECT pg_sleep(0.5)");
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(100), slow)
+                .await
+                .is_err()
+        );
+    }
+    let client = pool.get().await.unwrap();
+    assert_eq!(pool.manager().resets(), 1, "unanswered request: reset");
+    client.query_one("SELECT 1", &[]).await.unwrap();
+}

@@ -114,6 +114,16 @@ impl PgServer {
         )
     }
 
+    /// The directory of the server's Unix-domain socket (local connections are trusted).
+    pub(crate) fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's port (TCP, and the number in the Unix socket's name).
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Starts the (stopped) server again on the same port and waits until it accepts connections.
     pub(crate) fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
