@@ -1254,6 +1254,7 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn close(&self) -> usize {
         let (wakes, closing) = self.state.lock().close();
         wake_all(wakes);
+        self.sweep_notify.notify_one();
         let n = closing.len();
         self.close_all_conns(closing);
         self.drained.notify_waiters();

@@ -721,6 +721,8 @@ impl<C, E> State<C, E> {
     /// Shuts the pool: every waiter gets `Closed`, idle connections are closed.
     pub(crate) fn close(&mut self) -> (Vec<Wake>, Vec<Closing<C>>) {
         self.closed = true;
+        // Nobody will wait any more: the sweeper stops when it next looks.
+        self.sweep_at = None;
         let mut wakes = Vec::new();
         while let Some(wkey) = self.waiters.unlink_front() {
             wakes.push(self.give(wkey, Grant::Closed));
