@@ -408,8 +408,9 @@ impl<C, E> State<C, E> {
     }
 
     /// Polls a waiter: its grant if one arrived (the waiter is then removed), else stores `wake`.
-    /// A grant taken here counts the time since `since` as waiting time (`None`: a private
-    /// waiter for a connect, whose time is not queueing) and comes with the current instant.
+    /// A grant taken here counts the time from `since` to the hand-over as waiting time
+    /// (`None`: a private waiter for a connect, whose time is not queueing) and comes with the
+    /// instant of the hand-over.
     pub(crate) fn poll_waiter(
         &mut self,
         key: usize,
@@ -421,12 +422,17 @@ impl<C, E> State<C, E> {
             .get_mut(key)
             .expect("waiter polled after removal");
         if node.grant.is_some() {
-            let node = self.waiters.remove(key);
-            let now = Instant::now();
+            let grant = self.waiters.remove(key).grant?;
+            // A connection carries the instant it was handed over (its check-in), so the hot
+            // hand-off path reads no clock under the lock.
+            let at = match &grant {
+                Grant::Conn { idle, .. } => idle.meta.last_used,
+                _ => Instant::now(),
+            };
             if let Some(since) = since {
-                self.stats.wait_time += now.saturating_duration_since(since);
+                self.stats.wait_time += at.saturating_duration_since(since);
             }
-            return node.grant.map(|g| (g, now));
+            return Some((grant, at));
         }
         if let Some(w) = wake(&node.wake) {
             node.wake = w;
