@@ -100,12 +100,18 @@ async fn cancel_query_reaches_the_server() {
         Some(&pool_postgres::tokio_postgres::error::SqlState::QUERY_CANCELED)
     );
     drop(client);
-    // Cancelled outside a transaction: the session is idle again, no reset needed.
-    pool.get()
+    // The cancelled session is usable again and not left inside a transaction. (Whether it
+    // was reset depends on whether its final ReadyForQuery had been read when it came back:
+    // the driver reports the error first, so a reset may or may not have been needed.)
+    let conn = pool.get().await.unwrap();
+    conn.query_one("SELECT 1", &[]).await.unwrap();
+    // SAVEPOINT fails with 25P01 exactly when no transaction block is open.
+    let err = conn
+        .batch_execute("SAVEPOINT probe")
         .await
-        .unwrap()
-        .query_one("SELECT 1", &[])
-        .await
-        .unwrap();
-    assert_eq!(pool.manager().resets(), 0);
+        .expect_err("the connection came back inside a transaction");
+    assert_eq!(
+        err.code(),
+        Some(&pool_postgres::tokio_postgres::error::SqlState::NO_ACTIVE_SQL_TRANSACTION)
+    );
 }
