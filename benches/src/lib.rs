@@ -2,7 +2,7 @@
 //!
 //! - [`noop`]: managers whose connections do nothing, one per pool implementation (ours,
 //!   deadpool, bb8, r2d2, mobc), so that a benchmark measures the pool's own cost alone.
-//! - [`env`]: where the live-database benchmarks find their servers.
+//! - [`env`](mod@env): where the live-database benchmarks find their servers.
 //! - [`percentiles`]: a small summary of an `hdrhistogram` used by benches and `loadgen`.
 
 pub mod env;

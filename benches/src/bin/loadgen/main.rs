@@ -72,7 +72,7 @@ struct Cli {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_concurrency: u32,
 
-    /// Where --sweep writes its plot. Default: loadgen-<backend>-sweep.svg in the current directory.
+    /// Where --sweep writes its plot. Default: `loadgen-<backend>-sweep.svg` in the current directory.
     #[arg(long)]
     plot: Option<PathBuf>,
 
