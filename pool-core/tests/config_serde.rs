@@ -1,0 +1,62 @@
+//! `Config` deserialisation (feature `serde`): human-readable durations, documented defaults for
+//! missing fields, unknown fields rejected, and a deserialised config builds a working pool.
+#![cfg(feature = "serde")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Fake;
+use pool_core::{BuildError, Builder, Config, Pool};
+
+#[test]
+fn durations_are_human_readable_and_missing_fields_take_the_defaults() {
+    let cfg: Config = serde_json::from_str(
+        r#"{ "max_size": 16, "wait_timeout": "250ms", "idle_timeout": "5m", "max_lifetime": null, "name": "api" }"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.max_size, 16);
+    assert_eq!(cfg.wait_timeout, Duration::from_millis(250));
+    assert_eq!(cfg.idle_timeout, Some(Duration::from_secs(300)));
+    assert_eq!(cfg.max_lifetime, None);
+    assert_eq!(cfg.name, "api");
+    let defaults = Config::default();
+    assert_eq!(cfg.connect_timeout, defaults.connect_timeout);
+    assert_eq!(cfg.validate_after_idle, defaults.validate_after_idle);
+    assert_eq!(cfg.min_idle, defaults.min_idle);
+}
+
+#[test]
+fn unknown_fields_are_rejected() {
+    let err = serde_json::from_str::<Config>(r#"{ "max_sise": 4 }"#).unwrap_err();
+    assert!(err.to_string().contains("max_sise"), "{err}");
+}
+
+#[test]
+fn round_trips_through_serialisation() {
+    let mut cfg = Config::default();
+    cfg.max_size = 3;
+    cfg.leak_threshold = Some(Duration::from_secs(2));
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert!(text.contains("\"2s\""), "{text}");
+    assert_eq!(serde_json::from_str::<Config>(&text).unwrap(), cfg);
+}
+
+#[tokio::test]
+async fn a_deserialised_config_builds_a_pool_and_bad_values_are_typed_errors() {
+    let cfg: Config = serde_json::from_str(r#"{ "max_size": 2, "min_idle": 1 }"#).unwrap();
+    let fake = Fake::new();
+    let pool: Pool<Fake> = Builder::from_config(fake.clone(), cfg).build().unwrap();
+    assert_eq!(pool.status().max_size, 2);
+    let conn = pool.get().await.unwrap();
+    drop(conn);
+
+    let bad: Config = serde_json::from_str(r#"{ "max_size": 2, "min_idle": 3 }"#).unwrap();
+    assert_eq!(
+        Builder::from_config(fake, bad).build().unwrap_err(),
+        BuildError::MinIdleExceedsMaxSize {
+            min_idle: 3,
+            max_size: 2
+        }
+    );
+}
