@@ -12,6 +12,10 @@
 //! message under CI (`CI=true`), and outside CI it tells the caller to skip (returns `false`,
 //! printing why), so a laptop without MariaDB can still run the other tests.
 
+mod process;
+
+pub use process::ServerProcess;
+
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -2,13 +2,15 @@
 //! `mariadbd` on a free loopback port. The `Drop` guard kills it by pid, so it goes away even
 //! when the test fails.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pool_tests::ServerProcess;
 
 pub(crate) struct MariaServer {
     dir: tempfile::TempDir,
     port: u16,
-    child: Option<Child>,
+    child: Option<ServerProcess>,
 }
 
 impl MariaServer {
@@ -58,7 +60,8 @@ impl MariaServer {
         assert!(self.child.is_none(), "already running");
         let d = self.dir.path();
         let log = std::fs::File::create(d.join("server.log")).unwrap();
-        let child = Command::new("mariadbd")
+        let mut command = Command::new("mariadbd");
+        command
             .arg("--no-defaults")
             .arg(format!("--datadir={}", d.join("data").display()))
             .arg(format!("--port={}", self.port))
@@ -75,51 +78,22 @@ impl MariaServer {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn mariadbd");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let log = std::fs::read_to_string(d.join("server.log")).unwrap_or_default();
-                panic!("mariadbd exited with {status}: {log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mariadbd did not start within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            .stderr(log);
+        let port = self.port;
+        self.child = Some(ServerProcess::start(
+            &mut command,
+            "mariadbd",
+            d.join("server.log"),
+            None,
+            Duration::from_secs(60),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        ));
     }
 
     /// Normal shutdown (SIGTERM), then SIGKILL if it takes too long.
     pub(crate) fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-impl Drop for MariaServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            child.stop("TERM");
         }
     }
 }

@@ -3,8 +3,10 @@
 //! to run as root). The `Drop` guard kills it by pid, so it goes away even when the test fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pool_tests::ServerProcess;
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 /// The superuser's password on a throwaway server (host connections use scram-sha-256).
@@ -13,7 +15,7 @@ pub(crate) const PASSWORD: &str = "right-password";
 pub(crate) struct PgServer {
     dir: tempfile::TempDir,
     port: u16,
-    child: Option<Child>,
+    child: Option<ServerProcess>,
 }
 
 fn is_root() -> bool {
@@ -128,8 +130,8 @@ impl PgServer {
     pub(crate) fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
-        let child = command(&bin("postgres"))
-            .arg("-D")
+        let mut cmd = command(&bin("postgres"));
+        cmd.arg("-D")
             .arg(self.data())
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(self.dir.path())
@@ -145,65 +147,29 @@ impl PgServer {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn postgres");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = command(&bin("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ready {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-                panic!("postgres exited with {status}: {log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "postgres did not start within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            .stderr(log);
+        let port = self.port.to_string();
+        self.child = Some(ServerProcess::start(
+            &mut cmd,
+            "postgres",
+            self.dir.path().join("server.log"),
+            // Immediate shutdown (takes the backends down too), then SIGKILL if it lingers.
+            Some("QUIT"),
+            Duration::from_secs(30),
+            || {
+                command(&bin("pg_isready"))
+                    .args(["-q", "-h", "127.0.0.1", "-p", &port])
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false)
+            },
+        ));
     }
 
     /// Fast shutdown (SIGINT): clients are disconnected, the server exits.
     pub(crate) fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-impl Drop for PgServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Immediate shutdown (takes the backends down too), then SIGKILL if it lingers.
-            let _ = Command::new("kill")
-                .args(["-QUIT", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            child.stop("INT");
         }
     }
 }
