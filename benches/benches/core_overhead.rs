@@ -171,20 +171,28 @@ fn bench_scope(c: &mut Criterion) {
 
 fn bench_threads(c: &mut Criterion) {
     let ours = noop::ours(POOL_SIZE);
+    // The opt-in bounded queue bypass (eventual fairness), 1 ms window.
+    let ours_bypass = pool_core::Pool::builder(noop::OursNoop::default())
+        .max_size(POOL_SIZE)
+        .queue_bypass(Some(Duration::from_millis(1)))
+        .build()
+        .expect("valid pool");
     let r2d2 = noop::r2d2(POOL_SIZE);
     for threads in THREADS {
         let mut g = c.benchmark_group(format!("threads{threads}"));
         g.throughput(Throughput::Elements(1));
-        g.bench_function("ours", |b| {
-            b.iter_custom(|iters| {
-                spread_threads(threads, iters, |n| {
-                    for _ in 0..n {
-                        let conn = ours.get_blocking().expect("get");
-                        black_box(&conn.id);
-                    }
+        for (name, pool) in [("ours", &ours), ("ours_bypass", &ours_bypass)] {
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    spread_threads(threads, iters, |n| {
+                        for _ in 0..n {
+                            let conn = pool.get_blocking().expect("get");
+                            black_box(&conn.id);
+                        }
+                    })
                 })
-            })
-        });
+            });
+        }
         g.bench_function("r2d2", |b| {
             b.iter_custom(|iters| {
                 spread_threads(threads, iters, |n| {

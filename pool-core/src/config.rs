@@ -59,6 +59,14 @@ pub struct Config {
     /// fast with `PoolError::Unavailable` until a probe connect succeeds. Zero disables it.
     /// Default: 3.
     pub fail_fast_after: u32,
+    /// Bounded queue bypass ("eventual fairness", as in `parking_lot`): while the longest
+    /// waiting request has waited less than this, a returned connection is made idle and that
+    /// request is woken to take it, and a newcomer may take it first. Once the oldest request has
+    /// waited this long, connections are handed to waiting requests in strict FIFO order again.
+    /// It trades a bounded amount of fairness for throughput when there are many more threads
+    /// than cores. `None` (the default): strict FIFO, no request ever overtakes a waiting one.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub queue_bypass: Option<Duration>,
     /// A name for logs and traces. Default: empty.
     pub name: String,
 }
@@ -79,6 +87,7 @@ impl Default for Config {
             leak_threshold: None,
             retry_connect: true,
             fail_fast_after: 3,
+            queue_bypass: None,
             name: String::new(),
         }
     }
@@ -112,6 +121,7 @@ impl Config {
             ("max_lifetime", self.max_lifetime),
             ("idle_timeout", self.idle_timeout),
             ("leak_threshold", self.leak_threshold),
+            ("queue_bypass", self.queue_bypass),
         ] {
             if d.is_some_and(|d| d.is_zero()) {
                 return Err(BuildError::ZeroDuration { name });
@@ -209,6 +219,8 @@ impl<M: Manager> Builder<M> {
         retry_connect: bool;
         /// See [`Config::fail_fast_after`].
         fail_fast_after: u32;
+        /// See [`Config::queue_bypass`].
+        queue_bypass: Option<Duration>;
     }
 
     /// See [`Config::name`].

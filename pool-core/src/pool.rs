@@ -173,6 +173,7 @@ impl<M: Manager> Pool<M> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
+            queue_bypass: config.queue_bypass,
         };
         let check_window = limits.check_window;
         let shared = Arc::new(Shared {

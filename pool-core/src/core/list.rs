@@ -113,7 +113,6 @@ impl<T> List<T> {
         (self.head != NIL).then_some(self.head)
     }
 
-    #[cfg(test)]
     pub(crate) fn next_key(&self, key: usize) -> Option<usize> {
         let next = self.slab[key].next;
         (next != NIL).then_some(next)

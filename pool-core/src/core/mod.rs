@@ -111,6 +111,8 @@ struct Node<C, E> {
     /// When the pool's sweeper expires this waiter (async requests); `None` for threads, which
     /// time out by themselves, and for connect requesters.
     deadline: Option<Instant>,
+    /// When it queued (for the bounded queue bypass).
+    queued_at: Instant,
 }
 
 #[derive(Debug)]
@@ -190,6 +192,10 @@ pub(crate) struct Limits {
     /// The shorter of `idle_timeout` and `validate_after_idle`: after this long idle, a checkout
     /// must look at the idle time.
     pub(crate) check_window: Option<Duration>,
+    /// Bounded queue bypass: while the oldest waiter has waited less than this, a returned
+    /// connection goes to the idle set (the oldest waiter is woken to take it) and a newcomer may
+    /// take it first. `None`: strict FIFO hand-off.
+    pub(crate) queue_bypass: Option<Duration>,
 }
 
 /// Everything behind the pool's lock.
@@ -266,7 +272,7 @@ impl<C, E> State<C, E> {
             "idle + in_use + opening != size: {s:?}"
         );
         assert!(
-            s.waiting == 0 || s.idle == 0,
+            s.waiting == 0 || s.idle == 0 || self.limits.queue_bypass.is_some(),
             "requests wait while connections are idle: {s:?}"
         );
     }
@@ -316,19 +322,19 @@ impl<C, E> State<C, E> {
         if self.closed {
             return Acquire::Closed;
         }
-        if self.waiters.is_empty() {
+        if self.waiters.is_empty() || self.bypass_open(now) {
             if let Some(idle) = self.take_idle(prefer) {
                 let key = self.hold(idle.meta.id, holder, now);
                 return Acquire::Got(idle, key);
             }
-            if self.size < self.limits.max_size {
-                if fail_fast && self.breaker_open(now) {
-                    return Acquire::Unavailable(self.failures);
-                }
-                self.size += 1;
-                self.opening += 1;
-                return Acquire::Create;
+        }
+        if self.waiters.is_empty() && self.size < self.limits.max_size {
+            if fail_fast && self.breaker_open(now) {
+                return Acquire::Unavailable(self.failures);
             }
+            self.size += 1;
+            self.opening += 1;
+            return Acquire::Create;
         }
         if !may_wait {
             return Acquire::Full;
@@ -341,6 +347,7 @@ impl<C, E> State<C, E> {
             holder,
             uid,
             deadline: deadline(),
+            queued_at: now,
         }))
     }
 
@@ -381,6 +388,7 @@ impl<C, E> State<C, E> {
             }
         }
         self.sweep_at = next;
+        wakes.extend(self.renudge());
         wakes
     }
 
@@ -403,6 +411,7 @@ impl<C, E> State<C, E> {
             holder,
             uid,
             deadline: None,
+            queued_at: Instant::now(),
         });
         (key, uid)
     }
@@ -434,6 +443,18 @@ impl<C, E> State<C, E> {
             }
             return Some((grant, at));
         }
+        if self.limits.queue_bypass.is_some() && !self.idle.is_empty() {
+            // Woken under the queue bypass (or still in time): take an idle connection.
+            let holder = node.holder;
+            self.waiters.remove(key);
+            let idle = self.idle.pop_back().expect("an idle connection");
+            let at = idle.meta.last_used;
+            if let Some(since) = since {
+                self.stats.wait_time += at.saturating_duration_since(since);
+            }
+            let key = self.hold(idle.meta.id, holder, at);
+            return Some((Grant::Conn { idle, key }, at));
+        }
         if let Some(w) = wake(&node.wake) {
             node.wake = w;
         }
@@ -457,7 +478,9 @@ impl<C, E> State<C, E> {
                 self.opening -= 1;
                 (self.release_capacity(), None)
             }
-            Some(Grant::Failed(_) | Grant::Closed | Grant::Expired) | None => (None, None),
+            Some(Grant::Failed(_) | Grant::Closed | Grant::Expired) | None => {
+                (self.renudge(), None)
+            }
         }
     }
 
@@ -470,16 +493,57 @@ impl<C, E> State<C, E> {
         std::mem::replace(&mut node.wake, Wake::None)
     }
 
-    /// Hands an available connection to the head of the queue (`Ok(wake)`), or makes it idle
-    /// (`Err(idle key)`).
-    fn offer(&mut self, idle: Idle<C>, now: Instant) -> Result<Wake, usize> {
+    /// Hands an available connection to the head of the queue, or makes it idle (returning its
+    /// idle key). Under the queue bypass, a young queue gets it idle and its first waiter that is
+    /// not already woken is woken to take it.
+    fn offer(&mut self, idle: Idle<C>, now: Instant) -> (Option<Wake>, Option<usize>) {
+        if self.bypass_open(now) {
+            let key = self.idle.push_back(idle);
+            return (self.nudge(), Some(key));
+        }
         match self.waiters.unlink_front() {
             Some(wkey) => {
                 let holder = self.waiters.get(wkey).expect("queued waiter").holder;
                 let key = self.hold(idle.meta.id, holder, now);
-                Ok(self.give(wkey, Grant::Conn { idle, key }))
+                (Some(self.give(wkey, Grant::Conn { idle, key })), None)
             }
-            None => Err(self.idle.push_back(idle)),
+            None => (None, Some(self.idle.push_back(idle))),
+        }
+    }
+
+    /// Whether the bounded queue bypass applies now: it is on, requests wait, and the oldest has
+    /// waited less than the bypass window.
+    fn bypass_open(&self, now: Instant) -> bool {
+        let Some(window) = self.limits.queue_bypass else {
+            return false;
+        };
+        self.waiters
+            .front_key()
+            .and_then(|k| self.waiters.get(k))
+            .is_some_and(|head| now.saturating_duration_since(head.queued_at) < window)
+    }
+
+    /// Wakes the first queued request that is not already woken, so that it takes an idle
+    /// connection (queue bypass only).
+    fn nudge(&mut self) -> Option<Wake> {
+        let mut key = self.waiters.front_key();
+        while let Some(k) = key {
+            let node = self.waiters.get_mut(k).expect("linked waiter");
+            if !matches!(node.wake, Wake::None) {
+                return Some(std::mem::replace(&mut node.wake, Wake::None));
+            }
+            key = self.waiters.next_key(k);
+        }
+        None
+    }
+
+    /// Under the queue bypass, idle connections and waiting requests may coexist for a moment:
+    /// when a request leaves the queue, make sure someone is woken to take them.
+    fn renudge(&mut self) -> Option<Wake> {
+        if self.limits.queue_bypass.is_some() && !self.idle.is_empty() && !self.waiters.is_empty() {
+            self.nudge()
+        } else {
+            None
         }
     }
 
@@ -538,10 +602,7 @@ impl<C, E> State<C, E> {
                 out.wake = self.release_capacity();
                 out.closing = Some((idle.conn, reason));
             }
-            None => match self.offer(idle, now) {
-                Ok(wake) => out.wake = Some(wake),
-                Err(key) => out.idle_key = Some(key),
-            },
+            None => (out.wake, out.idle_key) = self.offer(idle, now),
         }
         out
     }
@@ -656,7 +717,7 @@ impl<C, E> State<C, E> {
             let key = self.hold(idle.meta.id, holder, now);
             return (Some(self.give(wkey, Grant::Conn { idle, key })), None);
         }
-        (self.offer(idle, now).ok(), None)
+        (self.offer(idle, now).0, None)
     }
 
     fn live_requester(&self, requester: Option<(usize, u64)>) -> Option<usize> {
