@@ -689,6 +689,7 @@ impl<M: Manager> Shared<M> {
             }
             Mode::Blocking => loop {
                 // A short turn comes soon: yield (watching the flag) before parking.
+                #[allow(clippy::reversed_empty_ranges)] // zero under loom
                 for _ in 0..sync::YIELDS_BEFORE_PARK {
                     if ThreadWaker::take_flag() {
                         break;

@@ -126,3 +126,34 @@ fn loom_shrink_races_checkin() {
         check_usable_then_drop(pool);
     });
 }
+
+/// Pool of 1 with the queue bypass (always within its window here): the holder returns the
+/// connection and immediately asks again, overtaking two parked getters. The connection goes idle
+/// and a getter is woken each time; nobody is left parked (loom reports a lost wake-up as a
+/// deadlock) and no second connection is opened.
+#[test]
+fn loom_queue_bypass_newcomer_and_two_waiters() {
+    model(|| {
+        let (pool, _) = super::loom_support::pool_with(1, |b| {
+            b.queue_bypass(Some(std::time::Duration::from_secs(3600)))
+        });
+        let held = get(&pool);
+        let spawn_getter = |pool: &crate::Pool<_>| {
+            let pool = pool.clone();
+            thread::spawn(move || drop(get(&pool)))
+        };
+        let b = spawn_getter(&pool);
+        let c = spawn_getter(&pool);
+        drop(held);
+        drop(get(&pool));
+        b.join().unwrap();
+        c.join().unwrap();
+        check_quiescent(&pool);
+        assert_eq!(
+            pool.manager().0.connects(),
+            1,
+            "a second connection was opened"
+        );
+        check_usable_then_drop(pool);
+    });
+}
