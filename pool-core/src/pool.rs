@@ -82,6 +82,9 @@ enum Step<M: Manager> {
     Connect,
 }
 
+/// A connection handed out, or the step the acquisition goes on with.
+type Handed<M> = Result<Pooled<M>, Step<M>>;
+
 /// Why the synchronous part of a checkout check did not hand the connection out.
 enum Checked<M: Manager> {
     /// An I/O check is due.
@@ -458,19 +461,16 @@ impl<M: Manager> Get<M> {
             may_wait: !wait.is_zero(),
             fail_fast: true,
         };
-        let d = shared.begin(ask, now, Some(cx.waker()), Some(wait), true);
-        if let Acquire::Got(idle, key) = d {
-            // The fast path: most checkouts end here.
-            return match shared.check_sync(idle, key, now) {
-                Ok(conn) => Poll::Ready(Ok(conn)),
-                Err(Checked::Io(guard, kind)) => self.continue_with(cx, Step::Io(guard, kind), now),
-                Err(Checked::Failed(r)) => match shared.retake(r, true) {
-                    Ok(step) => self.continue_with(cx, step, now),
-                    Err(e) => Poll::Ready(Err(e)),
-                },
-            };
-        }
-        match shared.decide(d, now, now, true, &mut None) {
+        let decided = match shared.begin(ask, now, Some(cx.waker()), Some(wait), true) {
+            // The fast path (most checkouts): an idle connection that passes the synchronous
+            // checks, handed out without going through the step machine.
+            Acquire::Got(idle, key) => match shared.check_sync(idle, key, now) {
+                Ok(conn) => return Poll::Ready(Ok(conn)),
+                Err(checked) => shared.after_check(checked, true),
+            },
+            d => shared.decide(d, now, now, true, &mut None),
+        };
+        match decided {
             Err(e) => Poll::Ready(Err(e)),
             Ok(Step::Wait(key, _)) => {
                 // The waker is stored with the waiter: nothing more to do until woken.
@@ -492,10 +492,7 @@ impl<M: Manager> Get<M> {
         let grant = shared
             .state
             .lock()
-            .poll_waiter(key, Some(start), |cur| match cur {
-                Wake::Task(w) if w.will_wake(cx.waker()) => None,
-                _ => Some(Wake::Task(cx.waker().clone())),
-            });
+            .poll_waiter(key, Some(start), task_wake(cx.waker()));
         match grant {
             None => {
                 self.state = GetState::Waiting { key, start };
@@ -517,16 +514,10 @@ impl<M: Manager> Get<M> {
         start: Instant,
     ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
         let shared = &self.shared;
-        let step = match step {
-            Step::Check(idle, key, now) => match shared.check_sync(idle, key, now) {
-                Ok(conn) => return Poll::Ready(Ok(conn)),
-                Err(Checked::Io(guard, kind)) => Step::Io(guard, kind),
-                Err(Checked::Failed(r)) => match shared.retake(r, true) {
-                    Ok(step) => step,
-                    Err(e) => return Poll::Ready(Err(e)),
-                },
-            },
-            other => other,
+        let step = match shared.check_step(step, true) {
+            Ok(Ok(conn)) => return Poll::Ready(Ok(conn)),
+            Ok(Err(next)) => next,
+            Err(e) => return Poll::Ready(Err(e)),
         };
         let mut fut = shared.clone().slow(self.holder, self.wait, start, step);
         match fut.as_mut().poll(cx) {
@@ -554,13 +545,10 @@ impl<M: Manager> Shared<M> {
             fail_fast: true,
         };
         let d = self.begin(ask, now, None, None, true);
-        let step = match self.decide(d, now, now, allow_create, &mut None)? {
-            Step::Check(idle, key, at) => match self.check_sync(idle, key, at) {
-                Ok(conn) => return Ok(conn),
-                Err(Checked::Io(guard, kind)) => Step::Io(guard, kind),
-                Err(Checked::Failed(r)) => self.retake(r, allow_create)?,
-            },
-            step => step,
+        let decided = self.decide(d, now, now, allow_create, &mut None)?;
+        let step = match self.check_step(decided, allow_create)? {
+            Ok(conn) => return Ok(conn),
+            Err(next) => next,
         };
         let span = tracing::debug_span!("pool.get_blocking", pool = %self.config.name);
         let _enter = span.enter();
@@ -579,6 +567,14 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     }
 }
 
+/// Stores this task's waker with a queued request, unless the stored one already wakes it.
+fn task_wake(waker: &Waker) -> impl FnOnce(&Wake) -> Option<Wake> + '_ {
+    |cur| match cur {
+        Wake::Task(w) if w.will_wake(waker) => None,
+        _ => Some(Wake::Task(waker.clone())),
+    }
+}
+
 /// Capacity reserved for one connect. Dropped unused (a cancelled or panicking connect), it
 /// gives the capacity back.
 struct Reservation<M: Manager> {
@@ -589,10 +585,7 @@ struct Reservation<M: Manager> {
 impl<M: Manager> Drop for Reservation<M> {
     fn drop(&mut self) {
         if self.armed {
-            let wake = self.shared.state.lock().permit_unused();
-            if let Some(w) = wake {
-                w.wake();
-            }
+            self.shared.permit_unused();
             self.shared.drained.notify_waiters();
         }
     }
@@ -611,14 +604,11 @@ impl<M: Manager> Future for WaitGrant<'_, M> {
     type Output = (Grant<M::Connection, M::Error>, Instant);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let grant = self
-            .shared
-            .state
-            .lock()
-            .poll_waiter(self.key, self.since, |cur| match cur {
-                Wake::Task(w) if w.will_wake(cx.waker()) => None,
-                _ => Some(Wake::Task(cx.waker().clone())),
-            });
+        let grant =
+            self.shared
+                .state
+                .lock()
+                .poll_waiter(self.key, self.since, task_wake(cx.waker()));
         match grant {
             Some(g) => {
                 self.done = true;
@@ -645,12 +635,24 @@ impl<M: Manager> Shared<M> {
 
     fn cancel_waiter(&self, key: usize) {
         let (wake, closing) = self.state.lock().cancel_waiter(key, Instant::now());
+        self.after_unlock(wake, closing);
+    }
+
+    /// What a core operation left to do once the lock is released: wake a request, close a
+    /// connection.
+    fn after_unlock(&self, wake: Option<Wake>, closing: Option<(M::Connection, CloseReason)>) {
         if let Some(w) = wake {
             w.wake();
         }
         if let Some((c, r)) = closing {
             self.close_conn(c, r);
         }
+    }
+
+    /// Gives back capacity reserved for a connect that will not run.
+    fn permit_unused(&self) {
+        let wake = self.state.lock().permit_unused();
+        self.after_unlock(wake, None);
     }
 
     fn timeout(
@@ -777,9 +779,7 @@ impl<M: Manager> Shared<M> {
         match decision {
             Acquire::Got(idle, key) => Ok(Step::Check(idle, key, now)),
             Acquire::Create if !allow_create => {
-                if let Some(w) = self.state.lock().permit_unused() {
-                    w.wake();
-                }
+                self.permit_unused();
                 Err(self.timeout(Phase::Wait, start, None))
             }
             Acquire::Create => Ok(Step::Connect),
@@ -829,9 +829,7 @@ impl<M: Manager> Shared<M> {
         match retake {
             Retake::Got(idle, key) => Ok(Step::Check(idle, key, Instant::now())),
             Retake::Create if !allow_create => {
-                if let Some(w) = self.state.lock().permit_unused() {
-                    w.wake();
-                }
+                self.permit_unused();
                 Ok(Step::Start)
             }
             Retake::Create => Ok(Step::Connect),
@@ -884,10 +882,9 @@ impl<M: Manager> Shared<M> {
                         };
                     self.granted(grant, woke, start, &mut last_error)?
                 }
-                Step::Check(idle, key, now) => match self.check_sync(idle, key, now) {
+                check @ Step::Check(..) => match self.check_step(check, allow_create)? {
                     Ok(conn) => return Ok(conn),
-                    Err(Checked::Io(guard, kind)) => Step::Io(guard, kind),
-                    Err(Checked::Failed(r)) => self.retake(r, allow_create)?,
+                    Err(next) => next,
                 },
                 Step::Io(guard, kind) => match Box::pin(self.check_io(guard, kind, mode)).await {
                     Ok(conn) => return Ok(conn),
@@ -976,6 +973,34 @@ impl<M: Manager> Shared<M> {
         Err(Checked::Failed(self.fail_check(guard, reason)))
     }
 
+    /// Runs the synchronous part of a `Check` step: the connection, or the step to go on with.
+    /// Other steps pass through.
+    fn check_step(
+        self: &Arc<Self>,
+        step: Step<M>,
+        allow_create: bool,
+    ) -> Result<Handed<M>, PoolError<M::Error>> {
+        let Step::Check(idle, key, now) = step else {
+            return Ok(Err(step));
+        };
+        Ok(match self.check_sync(idle, key, now) {
+            Ok(conn) => Ok(conn),
+            Err(checked) => Err(self.after_check(checked, allow_create)?),
+        })
+    }
+
+    /// The step after a connection did not pass the synchronous checks.
+    fn after_check(
+        &self,
+        checked: Checked<M>,
+        allow_create: bool,
+    ) -> Result<Step<M>, PoolError<M::Error>> {
+        match checked {
+            Checked::Io(guard, kind) => Ok(Step::Io(guard, kind)),
+            Checked::Failed(r) => self.retake(r, allow_create),
+        }
+    }
+
     /// Runs the I/O check due on `guard`: `reset` (when `kind` is `ResetFailed`) or `validate`,
     /// bounded by `validate_timeout`.
     async fn check_io(
@@ -1026,7 +1051,10 @@ impl<M: Manager> Shared<M> {
         match mode {
             Mode::Async => {
                 let (key, uid) = self.state.lock().register(holder);
-                tokio::spawn(self.clone().run_connect(reservation, Some((key, uid))));
+                tokio::spawn(
+                    self.clone()
+                        .run_connect(reservation, Some((key, uid)), true),
+                );
                 match self
                     .wait_grant(key, None, limit, mode)
                     .await
@@ -1080,29 +1108,32 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// A background connect (spawned): the connection goes to `requester` if it still waits, else
-    /// to the queue or the idle set; a failure frees the capacity for the next request.
+    /// A background connect: the connection goes to `requester` if it still waits, else to the
+    /// queue or the idle set; a failure frees the capacity for the next request. Spawned as a task
+    /// (`bounded` by `connect_timeout`), or driven on the reaper thread (not bounded: a blocking
+    /// manager's connect cannot be cut short).
     async fn run_connect(
         self: Arc<Self>,
         mut reservation: Reservation<M>,
         requester: Option<(usize, u64)>,
+        bounded: bool,
     ) {
-        let result =
-            tokio::time::timeout(self.config.connect_timeout, self.manager.connect()).await;
+        let result = if bounded {
+            match tokio::time::timeout(self.config.connect_timeout, self.manager.connect()).await {
+                Ok(r) => r.map_err(ConnectFailure::Error),
+                Err(_) => Err(ConnectFailure::TimedOut),
+            }
+        } else {
+            self.manager.connect().await.map_err(ConnectFailure::Error)
+        };
         reservation.armed = false;
         let now = Instant::now();
         match result {
-            Ok(Ok(conn)) => {
+            Ok(conn) => {
                 let (wake, closing) = self.state.lock().connected(conn, now, requester);
-                if let Some(w) = wake {
-                    w.wake();
-                }
-                if let Some((c, r)) = closing {
-                    self.close_conn(c, r);
-                }
+                self.after_unlock(wake, closing);
             }
-            Ok(Err(e)) => self.connect_failed(ConnectFailure::Error(e), now, requester),
-            Err(_) => self.connect_failed(ConnectFailure::TimedOut, now, requester),
+            Err(failure) => self.connect_failed(failure, now, requester),
         }
         // A graceful close may be waiting for this connect.
         self.drained.notify_waiters();
@@ -1136,30 +1167,11 @@ impl<M: Manager> Shared<M> {
                 armed: true,
             };
             if blocking {
-                block_on(self.clone().run_connect_blocking(reservation));
+                block_on(self.clone().run_connect(reservation, None, false));
             } else {
-                tokio::spawn(self.clone().run_connect(reservation, None));
+                tokio::spawn(self.clone().run_connect(reservation, None, true));
             }
         }
-    }
-
-    async fn run_connect_blocking(self: Arc<Self>, mut reservation: Reservation<M>) {
-        let result = self.manager.connect().await;
-        reservation.armed = false;
-        let now = Instant::now();
-        match result {
-            Ok(conn) => {
-                let (wake, closing) = self.state.lock().connected(conn, now, None);
-                if let Some(w) = wake {
-                    w.wake();
-                }
-                if let Some((c, r)) = closing {
-                    self.close_conn(c, r);
-                }
-            }
-            Err(e) => self.connect_failed(ConnectFailure::Error(e), now, None),
-        }
-        self.drained.notify_waiters();
     }
 
     /// Expires queued async requests whose wait timeout passed. One task per pool while such
