@@ -12,8 +12,10 @@
 //! message under CI (`CI=true`), and outside CI it tells the caller to skip (returns `false`,
 //! printing why), so a laptop without MariaDB can still run the other tests.
 
+mod diagnostics;
 mod process;
 
+pub use diagnostics::{error_chain, LogCapture};
 pub use process::ServerProcess;
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -129,6 +131,14 @@ pub fn unique_name(prefix: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A loopback port nobody listens on (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
 }
 
 #[cfg(test)]

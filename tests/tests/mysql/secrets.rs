@@ -1,7 +1,5 @@
 //! The password never shows in `Debug`, `Display`, errors or log output.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pool_mysql::mysql_async::prelude::*;
@@ -10,30 +8,9 @@ use pool_mysql::{Manager, Pool};
 
 use crate::util::{free_port, url, TestUser};
 
+use pool_tests::{error_chain, LogCapture};
+
 const MARKER: &str = "s3cr3t-marker";
-
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = format!("{err} / {err:?}");
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(&format!(" / {e} / {e:?}"));
-        source = e.source();
-    }
-    out
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn debug_of_manager_and_pool_redacts_the_password() {
@@ -58,7 +35,7 @@ fn config_errors_do_not_contain_the_password() {
         format!("mysql://root:{MARKER}@127.0.0.1/test?pool_min=9&pool_max=1"),
     ] {
         let err = Manager::from_url(&bad).unwrap_err();
-        let text = chain(&err);
+        let text = error_chain(&err);
         assert!(!text.contains(MARKER), "{text}");
     }
 }
@@ -66,14 +43,7 @@ fn config_errors_do_not_contain_the_password() {
 #[test]
 fn connect_errors_and_logs_do_not_contain_the_password() {
     let Some(url) = url() else { return };
-    let buf = Captured::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = LogCapture::start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,7 +57,7 @@ fn connect_errors_and_logs_do_not_contain_the_password() {
             .build()
             .unwrap();
         let err = pool.get().await.unwrap_err();
-        assert!(!chain(&err).contains(MARKER), "{}", chain(&err));
+        assert!(!error_chain(&err).contains(MARKER), "{}", error_chain(&err));
 
         // Wrong password on the real server.
         let user = TestUser::create(&url).await;
@@ -96,7 +66,7 @@ fn connect_errors_and_logs_do_not_contain_the_password() {
             .build()
             .unwrap();
         let err = pool.get().await.unwrap_err();
-        assert!(!chain(&err).contains(MARKER), "{}", chain(&err));
+        assert!(!error_chain(&err).contains(MARKER), "{}", error_chain(&err));
         drop(pool);
 
         // A working connection with the marker as its real password.
@@ -125,7 +95,7 @@ fn connect_errors_and_logs_do_not_contain_the_password() {
         user.drop_user().await;
     });
     drop(rt);
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         !logs.is_empty(),
         "the subscriber must have captured something"

@@ -16,13 +16,7 @@ pub(crate) async fn admin(url: &str) -> Conn {
         .expect("admin connection")
 }
 
-/// A loopback port nobody listens on (bound then released).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
+pub(crate) use pool_tests::free_port;
 
 /// A user of this test only (so its sessions can be counted), dropped by [`TestUser::drop_user`].
 pub(crate) struct TestUser {

@@ -1,7 +1,5 @@
 //! The password never shows in `Debug`, `Display`, errors or log output.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pool_postgres::tokio_postgres::Config;
@@ -9,30 +7,9 @@ use pool_postgres::{Manager, Pool};
 
 use crate::util::{admin, free_port, url};
 
+use pool_tests::{error_chain, LogCapture};
+
 const MARKER: &str = "s3cr3t-marker";
-
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = format!("{err} / {err:?}");
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(&format!(" / {e} / {e:?}"));
-        source = e.source();
-    }
-    out
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn debug_of_manager_and_pool_redacts_the_password() {
@@ -57,7 +34,7 @@ fn config_errors_do_not_contain_the_password() {
         format!("host=127.0.0.1 password={MARKER} port"),
     ] {
         let err = Manager::from_url(&bad).unwrap_err();
-        let text = chain(&err);
+        let text = error_chain(&err);
         assert!(!text.contains(MARKER), "{text}");
     }
 }
@@ -65,14 +42,7 @@ fn config_errors_do_not_contain_the_password() {
 #[test]
 fn connect_errors_and_logs_do_not_contain_the_password() {
     let Some(url) = url() else { return };
-    let buf = Captured::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = LogCapture::start();
     // A current-thread runtime, so every task logs to this thread's subscriber.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,7 +62,7 @@ fn connect_errors_and_logs_do_not_contain_the_password() {
         .build()
         .unwrap();
         let err = pool.get().await.unwrap_err();
-        assert!(!chain(&err).contains(MARKER), "{}", chain(&err));
+        assert!(!error_chain(&err).contains(MARKER), "{}", error_chain(&err));
 
         // Unknown database, password given (the local server trusts it).
         let mut config: Config = url.parse().unwrap();
@@ -101,7 +71,7 @@ fn connect_errors_and_logs_do_not_contain_the_password() {
         no_db.dbname(pool_tests::unique_name("nodb"));
         let pool = Pool::builder(Manager::new(no_db)).build().unwrap();
         let err = pool.get().await.unwrap_err();
-        assert!(!chain(&err).contains(MARKER), "{}", chain(&err));
+        assert!(!error_chain(&err).contains(MARKER), "{}", error_chain(&err));
 
         // A working connection that the server kills: its task logs the error.
         let pool = Pool::builder(Manager::new(config))
@@ -128,7 +98,7 @@ fn connect_errors_and_logs_do_not_contain_the_password() {
         pool.close();
     });
     drop(rt);
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("connection ended with an error"),
         "the connection task's error must be logged: {logs}"

@@ -32,13 +32,7 @@ pub(crate) fn pool(url: &str, app: &str, max_size: usize) -> Pool {
         .expect("pool")
 }
 
-/// A loopback port nobody listens on (bound then released).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
+pub(crate) use pool_tests::free_port;
 
 /// Sessions of `app` the server has.
 pub(crate) async fn sessions(admin: &tokio_postgres::Client, app: &str) -> i64 {
