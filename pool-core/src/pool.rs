@@ -489,10 +489,11 @@ impl<M: Manager> Get<M> {
         start: Instant,
     ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
         let shared = &self.shared;
-        let grant = shared
+        let (grant, next) = shared
             .state
             .lock()
             .poll_waiter(key, Some(start), task_wake(cx.waker()));
+        shared.after_unlock(next, None);
         match grant {
             None => {
                 self.state = GetState::Waiting { key, start };
@@ -604,11 +605,12 @@ impl<M: Manager> Future for WaitGrant<'_, M> {
     type Output = (Grant<M::Connection, M::Error>, Instant);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let grant =
+        let (grant, next) =
             self.shared
                 .state
                 .lock()
                 .poll_waiter(self.key, self.since, task_wake(cx.waker()));
+        self.shared.after_unlock(next, None);
         match grant {
             Some(g) => {
                 self.done = true;
@@ -698,11 +700,13 @@ impl<M: Manager> Shared<M> {
                     }
                     thread::yield_now();
                 }
-                if let Some(g) = self.state.lock().poll_waiter(key, since, |cur| match cur {
+                let (grant, next) = self.state.lock().poll_waiter(key, since, |cur| match cur {
                     Wake::Thread(_) => None,
                     _ => Some(Wake::Thread(ThreadWaker::for_this_thread())),
-                }) {
-                    return Some(g);
+                });
+                self.after_unlock(next, None);
+                if grant.is_some() {
+                    return grant;
                 }
                 let now = Instant::now();
                 if now >= deadline {

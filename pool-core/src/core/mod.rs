@@ -214,6 +214,10 @@ pub(crate) struct State<C, E> {
     fail_fast_until: Option<Instant>,
     /// The instant the waiters' sweeper task sleeps until; `None` when no sweeper runs.
     sweep_at: Option<Instant>,
+    /// Queue bypass: the waiter woken to take an idle connection that has not polled yet. At
+    /// most one such wake-up is outstanding: waking more would only make them race each other
+    /// (and, on a busy machine, cost a context switch per check-in).
+    nudged: Option<usize>,
     next_uid: u64,
     next_conn_id: u64,
 }
@@ -241,6 +245,7 @@ impl<C, E> State<C, E> {
             failures: 0,
             fail_fast_until: None,
             sweep_at: None,
+            nudged: None,
             next_uid: 0,
             next_conn_id: 0,
         }
@@ -419,19 +424,25 @@ impl<C, E> State<C, E> {
     /// Polls a waiter: its grant if one arrived (the waiter is then removed), else stores `wake`.
     /// A grant taken here counts the time from `since` to the hand-over as waiting time
     /// (`None`: a private waiter for a connect, whose time is not queueing) and comes with the
-    /// instant of the hand-over.
+    /// instant of the hand-over. The second value is a request to wake after unlocking (queue
+    /// bypass: the next waiter, when idle connections are left).
     pub(crate) fn poll_waiter(
         &mut self,
         key: usize,
         since: Option<Instant>,
         wake: impl FnOnce(&Wake) -> Option<Wake>,
-    ) -> Option<(Grant<C, E>, Instant)> {
+    ) -> (Option<(Grant<C, E>, Instant)>, Option<Wake>) {
+        if self.nudged == Some(key) {
+            self.nudged = None;
+        }
         let node = self
             .waiters
             .get_mut(key)
             .expect("waiter polled after removal");
         if node.grant.is_some() {
-            let grant = self.waiters.remove(key).grant?;
+            let Some(grant) = self.waiters.remove(key).grant else {
+                unreachable!("checked above")
+            };
             // A connection carries the instant it was handed over (its check-in), so the hot
             // hand-off path reads no clock under the lock.
             let at = match &grant {
@@ -441,7 +452,7 @@ impl<C, E> State<C, E> {
             if let Some(since) = since {
                 self.stats.wait_time += at.saturating_duration_since(since);
             }
-            return Some((grant, at));
+            return (Some((grant, at)), None);
         }
         if self.limits.queue_bypass.is_some() && !self.idle.is_empty() {
             // Woken under the queue bypass (or still in time): take an idle connection.
@@ -453,12 +464,12 @@ impl<C, E> State<C, E> {
                 self.stats.wait_time += at.saturating_duration_since(since);
             }
             let key = self.hold(idle.meta.id, holder, at);
-            return Some((Grant::Conn { idle, key }, at));
+            return (Some((Grant::Conn { idle, key }, at)), self.renudge());
         }
         if let Some(w) = wake(&node.wake) {
             node.wake = w;
         }
-        None
+        (None, None)
     }
 
     /// Removes a waiter that gives up (timeout, cancellation). A grant it had already received is
@@ -468,6 +479,9 @@ impl<C, E> State<C, E> {
         key: usize,
         now: Instant,
     ) -> (Option<Wake>, Option<Closing<C>>) {
+        if self.nudged == Some(key) {
+            self.nudged = None;
+        }
         let node = self.waiters.remove(key);
         match node.grant {
             Some(Grant::Conn { idle, key }) => {
@@ -524,12 +538,16 @@ impl<C, E> State<C, E> {
     }
 
     /// Wakes the first queued request that is not already woken, so that it takes an idle
-    /// connection (queue bypass only).
+    /// connection (queue bypass only), unless such a wake-up is already outstanding.
     fn nudge(&mut self) -> Option<Wake> {
+        if self.nudged.is_some() {
+            return None;
+        }
         let mut key = self.waiters.front_key();
         while let Some(k) = key {
             let node = self.waiters.get_mut(k).expect("linked waiter");
             if !matches!(node.wake, Wake::None) {
+                self.nudged = Some(k);
                 return Some(std::mem::replace(&mut node.wake, Wake::None));
             }
             key = self.waiters.next_key(k);
