@@ -23,6 +23,8 @@ pub struct Pooled<M: Manager> {
     /// state is unknown and it is closed.
     pub(crate) checking: bool,
     pub(crate) broken: bool,
+    /// The thread slot this connection was lent from (the per-thread fast path).
+    pub(crate) lease: Option<usize>,
 }
 
 impl<M: Manager> Pooled<M> {
@@ -38,6 +40,24 @@ impl<M: Manager> Pooled<M> {
             key,
             checking,
             broken: false,
+            lease: None,
+        }
+    }
+
+    /// A guard for a connection lent from thread slot `slot` (see `crate::fast`).
+    pub(crate) fn leased(
+        shared: Arc<Shared<M>>,
+        key: usize,
+        entry: Idle<M::Connection>,
+        slot: usize,
+    ) -> Self {
+        Pooled {
+            shared,
+            inner: Some(entry),
+            key,
+            checking: false,
+            broken: false,
+            lease: Some(slot),
         }
     }
 
@@ -63,7 +83,7 @@ impl<M: Manager> Pooled<M> {
     /// freed at once for the next request.
     pub fn close(mut this: Self) {
         if let Some(entry) = this.inner.take() {
-            this.shared.forget(this.key, Some(entry.conn));
+            this.shared.forget(this.key, this.lease, Some(entry.conn));
         }
     }
 
@@ -74,7 +94,7 @@ impl<M: Manager> Pooled<M> {
             .inner
             .take()
             .expect("connection present until the guard is consumed");
-        this.shared.forget(this.key, None);
+        this.shared.forget(this.key, this.lease, None);
         entry.conn
     }
 
@@ -102,7 +122,7 @@ impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
         if let Some(entry) = self.inner.take() {
             self.shared
-                .checkin(self.key, entry, self.checking || self.broken);
+                .checkin(self.key, entry, self.checking || self.broken, self.lease);
         }
     }
 }

@@ -8,6 +8,7 @@
 mod config;
 mod core;
 mod error;
+mod fast;
 mod guard;
 mod manager;
 mod metrics;

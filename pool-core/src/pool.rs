@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
@@ -57,6 +57,12 @@ pub(crate) struct Shared<M: Manager> {
     drained: tokio::sync::Notify,
     /// Wakes the waiters' sweeper when a waiter with an earlier deadline queues.
     sweep_notify: tokio::sync::Notify,
+    /// The per-thread fast path (see `crate::fast`): the slots, how many connections are parked
+    /// in them, whether the fast path is open, and how many checkouts it served.
+    pub(crate) slots: Box<[crate::fast::Slot<M::Connection>]>,
+    pub(crate) parked: AtomicUsize,
+    pub(crate) fast: AtomicBool,
+    pub(crate) fast_gets: AtomicU64,
 }
 
 /// Which front end drives an acquisition.
@@ -86,7 +92,7 @@ enum Step<M: Manager> {
 type Handed<M> = Result<Pooled<M>, Step<M>>;
 
 /// Why the synchronous part of a checkout check did not hand the connection out.
-enum Checked<M: Manager> {
+pub(crate) enum Checked<M: Manager> {
     /// An I/O check is due.
     Io(Pooled<M>, CloseReason),
     /// The connection failed; what the request holds now.
@@ -188,6 +194,10 @@ impl<M: Manager> Pool<M> {
             handles: AtomicUsize::new(1),
             drained: tokio::sync::Notify::new(),
             sweep_notify: tokio::sync::Notify::new(),
+            slots: crate::fast::slots(),
+            parked: AtomicUsize::new(0),
+            fast: AtomicBool::new(false),
+            fast_gets: AtomicU64::new(0),
         });
         reaper::start(&shared);
         Pool { shared }
@@ -282,17 +292,19 @@ impl<M: Manager> Pool<M> {
 
     /// A consistent snapshot of sizes and the queue.
     pub fn status(&self) -> Status {
-        self.shared.state.lock().status()
+        self.shared.status()
     }
 
     /// Cumulative counters.
     pub fn metrics(&self) -> Metrics {
-        self.shared.state.lock().stats
+        let mut m = self.shared.state.lock().stats;
+        m.gets += self.shared.fast_gets.load(Ordering::Relaxed);
+        m
     }
 
     /// Who holds each checked-out connection, since when, and where it was acquired.
     pub fn held(&self) -> Vec<HeldConn> {
-        self.shared.state.lock().held(Instant::now())
+        self.shared.with_flushed(|st| st.held(Instant::now()))
     }
 
     /// The manager.
@@ -307,7 +319,9 @@ impl<M: Manager> Pool<M> {
 
     /// Closes every idle connection now. Returns how many.
     pub fn close_idle(&self) -> usize {
-        let closing = self.shared.state.lock().drain_idle(CloseReason::Manual);
+        let closing = self
+            .shared
+            .with_flushed(|st| st.drain_idle(CloseReason::Manual));
         let n = closing.len();
         self.shared.close_all_conns(closing);
         n
@@ -317,7 +331,9 @@ impl<M: Manager> Pool<M> {
     /// released at once for other requests, and each connection is closed, not reused, when its
     /// holder drops it. Returns how many.
     pub fn close_stale(&self, age: Duration) -> usize {
-        let (n, wakes) = self.shared.state.lock().reclaim(age, Instant::now());
+        let (n, wakes) = self
+            .shared
+            .with_flushed(|st| st.reclaim(age, Instant::now()));
         wake_all(wakes);
         n
     }
@@ -369,13 +385,12 @@ impl<M: Manager> Pool<M> {
         if max_size == 0 {
             return Err(BuildError::ZeroMaxSize);
         }
-        let (wakes, closing) = {
-            let mut st = self.shared.state.lock();
+        let (wakes, closing) = self.shared.with_flushed(|st| {
             if st.is_closed() {
                 return Err(BuildError::Closed);
             }
-            st.resize(max_size)
-        };
+            Ok(st.resize(max_size))
+        })?;
         wake_all(wakes);
         self.shared.close_all_conns(closing);
         Ok(())
@@ -452,9 +467,20 @@ impl<M: Manager> Get<M> {
     /// the queue (with this task's waker and deadline).
     fn start(&mut self, cx: &mut Context<'_>) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
         let shared = &self.shared;
+        let now = Instant::now();
+        // The per-thread fast path: the connection this thread parked, without the pool lock.
+        if let Some(taken) = shared.take_parked(self.holder, now) {
+            let step = match taken {
+                Ok(conn) => return Poll::Ready(Ok(conn)),
+                Err(checked) => shared.after_check(checked, true),
+            };
+            return match step {
+                Ok(step) => self.continue_with(cx, step, now),
+                Err(e) => Poll::Ready(Err(e)),
+            };
+        }
         let span = tracing::debug_span!("pool.get", pool = %shared.config.name);
         let _enter = span.enter();
-        let now = Instant::now();
         let wait = self.wait;
         let ask = Ask {
             holder: self.holder,
@@ -489,10 +515,11 @@ impl<M: Manager> Get<M> {
         start: Instant,
     ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
         let shared = &self.shared;
-        let (grant, next) = shared
-            .state
-            .lock()
-            .poll_waiter(key, Some(start), task_wake(cx.waker()));
+        let (grant, next) =
+            shared
+                .state
+                .lock()
+                .poll_waiter(key, Some(start), task_wake(cx.waker()));
         shared.after_unlock(next, None);
         match grant {
             None => {
@@ -540,13 +567,19 @@ impl<M: Manager> Shared<M> {
         allow_create: bool,
     ) -> Result<Pooled<M>, PoolError<M::Error>> {
         let now = Instant::now();
-        let ask = Ask {
-            holder,
-            may_wait: !wait.is_zero(),
-            fail_fast: true,
+        let decided = match self.take_parked(holder, now) {
+            Some(Ok(conn)) => return Ok(conn),
+            Some(Err(checked)) => self.after_check(checked, allow_create)?,
+            None => {
+                let ask = Ask {
+                    holder,
+                    may_wait: !wait.is_zero(),
+                    fail_fast: true,
+                };
+                let d = self.begin(ask, now, None, None, true);
+                self.decide(d, now, now, allow_create, &mut None)?
+            }
         };
-        let d = self.begin(ask, now, None, None, true);
-        let decided = self.decide(d, now, now, allow_create, &mut None)?;
         let step = match self.check_step(decided, allow_create)? {
             Ok(conn) => return Ok(conn),
             Err(next) => next,
@@ -733,10 +766,16 @@ impl<M: Manager> Shared<M> {
     ) -> Acquire<M::Connection> {
         let mut refill = 0;
         let mut sweeper = Sweeper::Armed;
+        let mut flushed = Vec::new();
         let decision = {
             let mut st = self.state.lock();
             if count {
                 st.stats.gets += 1;
+            }
+            if st.no_idle() {
+                // About to connect or queue: close the fast path, and take back parked
+                // connections first (see `crate::fast`).
+                flushed = self.before_queue(&mut st, now);
             }
             let d = st.acquire(
                 now,
@@ -756,8 +795,10 @@ impl<M: Manager> Shared<M> {
             if let (Acquire::Wait(_), Some(d)) = (&d, expire_after) {
                 sweeper = st.arm_sweeper(now + d);
             }
+            self.fast.store(st.fast_ok(), Ordering::SeqCst);
             d
         };
+        self.after_flush(flushed);
         match sweeper {
             Sweeper::Armed => {}
             Sweeper::Rearm => self.sweep_notify.notify_one(),
@@ -943,7 +984,7 @@ impl<M: Manager> Shared<M> {
 
     /// The synchronous part of the checkout check: lifetime, idle timeout, broken. Hands the
     /// connection out when no I/O check (reset if dirty, validate if idle long enough) is due.
-    fn check_sync(
+    pub(crate) fn check_sync(
         self: &Arc<Self>,
         idle: Idle<M::Connection>,
         key: usize,
@@ -1211,8 +1252,16 @@ impl<M: Manager> Shared<M> {
         std::mem::forget(gone);
     }
 
-    /// Check-in from a guard's `Drop`.
-    pub(crate) fn checkin(&self, key: usize, mut entry: Idle<M::Connection>, broken: bool) {
+    /// Check-in from a guard's `Drop`. `lease`: the thread slot the guard's connection was lent
+    /// from (the per-thread fast path), which it is parked in again when it is clean and the
+    /// fast path is open.
+    pub(crate) fn checkin(
+        &self,
+        key: usize,
+        mut entry: Idle<M::Connection>,
+        broken: bool,
+        lease: Option<usize>,
+    ) {
         let now = Instant::now();
         let Entry { conn, meta, dirty } = &mut *entry;
         let discard = if thread::panicking() {
@@ -1226,11 +1275,32 @@ impl<M: Manager> Shared<M> {
         };
         *dirty = discard.is_none() && self.manager.needs_reset(conn);
         meta.returned(now, self.check_window);
-        let conn_id = meta.id;
-        let (r, closed) = {
+        let clean = discard.is_none() && !*dirty;
+        if let Some(i) = lease {
+            if clean && self.fast.load(Ordering::Acquire) {
+                match self.park(i, key, entry) {
+                    None => return,
+                    Some(back) => entry = back,
+                }
+            }
+        }
+        let (r, closed, conn_id) = {
             let mut st = self.state.lock();
+            if let Some(i) = lease {
+                self.end_lease(&mut st, i, key);
+            }
+            let (key, entry) = if clean && st.park_ok(key) {
+                match self.adopt(key, entry) {
+                    None => return,
+                    Some(back) => back,
+                }
+            } else {
+                (key, entry)
+            };
+            let conn_id = entry.meta.id;
             let r = st.checkin(key, entry, discard, now);
-            (r, st.is_closed())
+            self.fast.store(st.fast_ok(), Ordering::SeqCst);
+            (r, st.is_closed(), conn_id)
         };
         if let Some(k) = r.idle_key {
             AFFINITY.with(|a| a.set((self.uid, k, conn_id)));
@@ -1247,8 +1317,14 @@ impl<M: Manager> Shared<M> {
     }
 
     /// A holder detaches (`conn` = None) or closes its connection.
-    pub(crate) fn forget(&self, key: usize, conn: Option<M::Connection>) {
-        let wake = self.state.lock().forget(key, conn.is_some());
+    pub(crate) fn forget(&self, key: usize, lease: Option<usize>, conn: Option<M::Connection>) {
+        let wake = {
+            let mut st = self.state.lock();
+            if let Some(i) = lease {
+                self.end_lease(&mut st, i, key);
+            }
+            st.forget(key, conn.is_some())
+        };
         if let Some(w) = wake {
             w.wake();
         }
@@ -1256,6 +1332,16 @@ impl<M: Manager> Shared<M> {
             self.close_conn(c, CloseReason::Manual);
         }
         self.drained.notify_waiters();
+    }
+
+    /// A consistent snapshot of sizes and the queue; parked connections count as idle.
+    pub(crate) fn status(&self) -> Status {
+        let st = self.state.lock();
+        let mut s = st.status();
+        let parked = self.parked.load(Ordering::SeqCst);
+        s.idle += parked;
+        s.in_use = s.in_use.saturating_sub(parked);
+        s
     }
 
     pub(crate) fn close_conn(&self, conn: M::Connection, reason: CloseReason) {
@@ -1270,7 +1356,7 @@ impl<M: Manager> Shared<M> {
     }
 
     pub(crate) fn close(&self) -> usize {
-        let (wakes, closing) = self.state.lock().close();
+        let (wakes, closing) = self.with_flushed(State::close);
         wake_all(wakes);
         self.sweep_notify.notify_one();
         let n = closing.len();
@@ -1286,7 +1372,7 @@ impl<M: Manager> Shared<M> {
     /// One maintenance pass (reaper): close expired and idle connections, warn about leaks, refill
     /// `min_idle`.
     pub(crate) fn maintain(self: &Arc<Self>, blocking: bool) {
-        let (closing, leaks, refill) = self.state.lock().reap(Instant::now());
+        let (closing, leaks, refill) = self.with_flushed(|st| st.reap(Instant::now()));
         self.close_all_conns(closing);
         for leak in leaks {
             tracing::warn!(

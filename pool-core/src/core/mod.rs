@@ -168,6 +168,10 @@ pub(crate) enum Retake<C> {
 /// A connection to close after unlocking.
 pub(crate) type Closing<C> = (C, CloseReason);
 
+/// What polling a waiter yields: its grant with the instant of the hand-over, if one arrived, and
+/// a request to wake after unlocking.
+pub(crate) type Polled<C, E> = (Option<(Grant<C, E>, Instant)>, Option<Wake>);
+
 /// What a check-in leaves to do after unlocking.
 #[derive(Debug)]
 pub(crate) struct Returned<C> {
@@ -431,7 +435,7 @@ impl<C, E> State<C, E> {
         key: usize,
         since: Option<Instant>,
         wake: impl FnOnce(&Wake) -> Option<Wake>,
-    ) -> (Option<(Grant<C, E>, Instant)>, Option<Wake>) {
+    ) -> Polled<C, E> {
         if self.nudged == Some(key) {
             self.nudged = None;
         }
@@ -636,6 +640,35 @@ impl<C, E> State<C, E> {
             self.stats.closed_manual += 1;
         }
         self.release_capacity()
+    }
+
+    /// Whether the per-thread fast path may run: nobody waits, the pool is open and not over its
+    /// size, and no `min_idle` has to be kept warm at checkout.
+    pub(crate) fn fast_ok(&self) -> bool {
+        !self.closed
+            && self.waiters.is_empty()
+            && self.size <= self.limits.max_size
+            && self.limits.min_idle == 0
+    }
+
+    /// Whether the connection held under `key` may be parked with a thread (it stays registered
+    /// as held, its slot keeps who has it), instead of being checked in.
+    pub(crate) fn park_ok(&self, key: usize) -> bool {
+        self.fast_ok() && self.held.get(key).is_some_and(|h| !h.reclaimed)
+    }
+
+    /// Whether no connection is idle in the core (parked ones are not counted here).
+    pub(crate) fn no_idle(&self) -> bool {
+        self.idle.is_empty()
+    }
+
+    /// A thread's slot hands back the lease of the connection held under `key`: who has it now,
+    /// since when.
+    pub(crate) fn relet(&mut self, key: usize, holder: Holder, since: Instant) {
+        if let Some(h) = self.held.get_mut(key) {
+            h.holder = holder;
+            h.since = since;
+        }
     }
 
     /// A check at checkout (expiry, broken, reset, validate) failed for the connection held under

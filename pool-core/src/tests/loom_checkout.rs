@@ -157,3 +157,59 @@ fn loom_queue_bypass_newcomer_and_two_waiters() {
         check_usable_then_drop(pool);
     });
 }
+
+/// Pool of 1, the per-thread fast path: this thread holds the connection lent from its slot and
+/// parks it again while another thread's `get_blocking` is about to queue. Either the parker sees
+/// the request and takes the slow path (hand-off), or the request finds the parked connection;
+/// never both missed (the getter would park for good: loom reports a deadlock).
+#[test]
+fn loom_fast_checkin_races_queueing() {
+    model(|| {
+        let (pool, _) = pool(1);
+        drop(get(&pool)); // parked with this thread
+        let held = get(&pool); // lent from this thread's slot
+        let b = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                let conn = get(&pool);
+                assert_live(&pool, &conn);
+            })
+        };
+        drop(held);
+        b.join().unwrap();
+        let s = check_quiescent(&pool);
+        assert_eq!((s.size, s.idle), (1, 1), "{s:?}");
+        assert_eq!(
+            pool.manager().0.connects(),
+            1,
+            "a second connection was opened"
+        );
+        check_usable_then_drop(pool);
+    });
+}
+
+/// Pool of 1: this thread's fast checkout of its parked connection races another thread's slow
+/// checkout, which moves parked connections back into the core. Exactly one gets it at a time;
+/// both get it in turn, and no second connection is opened.
+#[test]
+fn loom_fast_checkout_races_flush() {
+    model(|| {
+        let (pool, _) = pool(1);
+        drop(get(&pool)); // parked with this thread
+        let b = {
+            let pool = pool.clone();
+            thread::spawn(move || drop(get(&pool)))
+        };
+        let mine = get(&pool);
+        assert_live(&pool, &mine);
+        drop(mine);
+        b.join().unwrap();
+        check_quiescent(&pool);
+        assert_eq!(
+            pool.manager().0.connects(),
+            1,
+            "a second connection was opened"
+        );
+        check_usable_then_drop(pool);
+    });
+}

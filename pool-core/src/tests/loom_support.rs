@@ -29,7 +29,17 @@ use std::time::Duration;
 use crate::{Builder, CloseReason, Manager, Pool, Pooled, Status};
 
 #[cfg(loom)]
-pub(super) use loom::{model, thread};
+pub(super) use loom::thread;
+
+/// Runs the model under loom, which explores every interleaving (with thread numbers for the
+/// per-thread fast path starting from 0 in each execution).
+#[cfg(loom)]
+pub(super) fn model(f: impl Fn() + Sync + Send + 'static) {
+    loom::model(move || {
+        crate::fast::reset_thread_numbers();
+        f();
+    });
+}
 #[cfg(not(loom))]
 pub(super) use std::thread;
 
@@ -137,10 +147,11 @@ pub(super) fn assert_live(pool: &Pool<Counting>, conn: &Pooled<Counting>) {
 /// every connection the manager opened is either counted in `size` or was closed exactly once.
 #[track_caller]
 pub(super) fn check_quiescent(pool: &Pool<Counting>) -> Status {
-    let st = pool.shared.state.lock();
-    st.check_invariants();
-    let s = st.status();
-    drop(st);
+    // Connections parked with threads (the fast path) go back to the core first.
+    let s = pool.shared.with_flushed(|st| {
+        st.check_invariants();
+        st.status()
+    });
     assert!(s.size <= s.max_size, "size > max_size: {s:?}");
     assert_eq!(s.waiting, 0, "a request still waits: {s:?}");
     assert_eq!(

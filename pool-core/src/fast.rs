@@ -1,0 +1,286 @@
+//! The per-thread fast path: a connection parked with the thread that returned it, taken back by
+//! that thread without the pool lock.
+//!
+//! Each pool has a few slots, and each thread maps to one of them. A slot *owns* at most one
+//! connection, which stays registered as held in the core while the slot owns it: either
+//! *parked* in the slot (idle, counted by [`Shared::parked`]) or *lent* from it to a guard (the
+//! slot records who has it). A checkout takes the parked connection of its thread's slot, and the
+//! guard's drop parks it there again: two uncontended locks of a slot no other thread normally
+//! touches, instead of two round trips through the pool's lock and its lists.
+//!
+//! The fast path runs only while [`Shared::fast`] is raised: nobody waits, the pool is open and
+//! not over its size, and no `min_idle` is kept (see `State::fast_ok`). The flag is written under
+//! the pool lock only. Strict FIFO and "no idle connection while a request waits" hold because a
+//! request that is about to queue lowers the flag and then, if any connection is parked, moves
+//! every parked connection back into the core (`flush`), while a check-in that parks raises the
+//! parked count and then reads the flag again, taking its connection back to the slow path when
+//! the flag fell. Both pairs are `SeqCst`, so at least one side sees the other (a Dekker
+//! handshake; the slot lock orders the rest). Maintenance (`held`, the reaper, `close_*`,
+//! `resize`, `close`) flushes first, so the core is the whole truth whenever it is inspected.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::core::{Closing, Entry, Holder, Idle, State, Wake};
+use crate::guard::Pooled;
+use crate::manager::Manager;
+use crate::pool::Shared;
+use crate::sync::Mutex;
+
+/// A slot's contents.
+#[derive(Debug)]
+pub(crate) struct SlotCell<C> {
+    /// The core's held key of the connection this slot owns (parked here or lent from here).
+    owner: Option<usize>,
+    /// The owned connection while it is parked here.
+    parked: Option<Idle<C>>,
+    /// Who has the lent connection, and since when.
+    lease: Option<(Holder, Instant)>,
+}
+
+/// One slot, on a cache line of its own.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Slot<C>(Mutex<SlotCell<C>>);
+
+/// The slots of a pool: a power of two, about four per CPU, at most 64.
+pub(crate) fn slots<C>() -> Box<[Slot<C>]> {
+    let cpus = std::thread::available_parallelism().map_or(4, std::num::NonZeroUsize::get);
+    let n = (cpus * 4).next_power_of_two().clamp(4, 64);
+    (0..n)
+        .map(|_| {
+            Slot(Mutex::new(SlotCell {
+                owner: None,
+                parked: None,
+                lease: None,
+            }))
+        })
+        .collect()
+}
+
+#[cfg(not(all(test, loom)))]
+static NEXT_THREAD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(not(all(test, loom)))]
+thread_local! {
+    /// This thread's number, for its slot in every pool.
+    static THREAD_NUMBER: usize = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
+// Loom runs a model's threads on the OS thread of its test: number them per loom thread, from 0
+// in each execution (a counter per OS thread, as tests run side by side), so that they map to
+// distinct slots as real threads do.
+#[cfg(all(test, loom))]
+std::thread_local! {
+    static LOOM_NEXT_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(all(test, loom))]
+loom::thread_local! {
+    static THREAD_NUMBER: usize = LOOM_NEXT_THREAD.with(|n| {
+        let v = n.get();
+        n.set(v + 1);
+        v
+    });
+}
+
+/// Numbers threads from 0 again (at the start of each loom execution).
+#[cfg(all(test, loom))]
+pub(crate) fn reset_thread_numbers() {
+    LOOM_NEXT_THREAD.with(|n| n.set(0));
+}
+
+/// What moving parked connections back into the core left to do after unlocking.
+pub(crate) type Flushed<C> = Vec<(Option<Wake>, Option<Closing<C>>)>;
+
+impl<M: Manager> Shared<M> {
+    /// This thread's slot in this pool.
+    pub(crate) fn slot_index(&self) -> usize {
+        THREAD_NUMBER.with(|n| *n) & (self.slots.len() - 1)
+    }
+
+    /// The checkout fast path: the connection parked in this thread's slot, if the fast path is
+    /// open and it passes the synchronous checks; `None` to go the usual way. A parked
+    /// connection that needs more than the synchronous checks is handed back to the core and
+    /// checked the usual way (the `Err` of [`Shared::check_sync`]).
+    #[inline]
+    pub(crate) fn take_parked(
+        self: &Arc<Self>,
+        holder: Holder,
+        now: Instant,
+    ) -> Option<Result<Pooled<M>, crate::pool::Checked<M>>> {
+        if !self.fast.load(Ordering::Acquire) || self.parked.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let i = self.slot_index();
+        let (mut entry, key) = {
+            let mut cell = self.slots[i].0.try_lock()?;
+            let entry = cell.parked.take()?;
+            cell.lease = Some((holder, now));
+            (entry, cell.owner.expect("a parked connection has an owner"))
+        };
+        self.parked.fetch_sub(1, Ordering::Relaxed);
+        self.fast_gets.fetch_add(1, Ordering::Relaxed);
+        let Entry { conn, meta, .. } = &mut *entry;
+        let clean = !meta.is_expired(now)
+            && meta.check_at.is_none_or(|at| now < at)
+            && !self.manager.is_broken(conn, meta);
+        if clean {
+            return Some(Ok(Pooled::leased(self.clone(), key, entry, i)));
+        }
+        // Something is due (expiry, idle checks, broken): back to the core's books, then the
+        // usual checks decide.
+        {
+            let mut st = self.state.lock();
+            self.end_lease(&mut st, i, key);
+            st.relet(key, holder, now);
+        }
+        Some(self.check_sync(entry, key, now))
+    }
+
+    /// The check-in fast path for a guard lent from slot `i`: parks the (clean) connection there
+    /// again. Returns it when it must be checked in the usual way instead.
+    pub(crate) fn park(
+        &self,
+        i: usize,
+        key: usize,
+        entry: Idle<M::Connection>,
+    ) -> Option<Idle<M::Connection>> {
+        {
+            let mut cell = self.slots[i].0.lock();
+            if cell.owner != Some(key) {
+                // The lease was handed back to the core meanwhile (a flush): the usual way.
+                return Some(entry);
+            }
+            cell.lease = None;
+            cell.parked = Some(entry);
+            self.parked.fetch_add(1, Ordering::SeqCst);
+        }
+        if self.fast.load(Ordering::SeqCst) {
+            return None;
+        }
+        // A request is about to queue (or the pool changed) meanwhile: take the connection back
+        // for the usual check-in, unless a flush or a checkout already took it.
+        let mut cell = self.slots[i].0.lock();
+        if cell.owner != Some(key) {
+            return None;
+        }
+        let entry = cell.parked.take()?;
+        self.parked.fetch_sub(1, Ordering::Relaxed);
+        Some(entry)
+    }
+
+    /// Under the pool lock: slot `i` gives up the connection held under `key`, if it still owns
+    /// it (it is lent: the caller has it).
+    pub(crate) fn end_lease(&self, _st: &mut State<M::Connection, M::Error>, i: usize, key: usize) {
+        let mut cell = self.slots[i].0.lock();
+        if cell.owner == Some(key) {
+            cell.owner = None;
+            cell.lease = None;
+        }
+    }
+
+    /// Under the pool lock, at a slow check-in that may park: makes this thread's slot own the
+    /// connection held under `key`, parked. A connection parked there before (returned earlier by
+    /// this thread) is returned with its key, to be checked in to the core instead, so the slot
+    /// keeps the one this thread returned last. Returns the connection to check in, if any.
+    pub(crate) fn adopt(
+        &self,
+        key: usize,
+        entry: Idle<M::Connection>,
+    ) -> Option<(usize, Idle<M::Connection>)> {
+        let Some(mut cell) = self.slots[self.slot_index()].0.try_lock() else {
+            return Some((key, entry));
+        };
+        let out = match cell.owner {
+            None => {
+                self.parked.fetch_add(1, Ordering::SeqCst);
+                None
+            }
+            Some(old) => match cell.parked.take() {
+                Some(prev) => Some((old, prev)),
+                // Lent out: the slot stays with that one.
+                None => return Some((key, entry)),
+            },
+        };
+        cell.owner = Some(key);
+        cell.parked = Some(entry);
+        cell.lease = None;
+        drop(cell);
+        self.fast.store(true, Ordering::SeqCst);
+        out
+    }
+
+    /// Under the pool lock, before a request may queue: lowers the fast-path flag and, if any
+    /// connection is parked, moves them all back into the core.
+    pub(crate) fn before_queue(
+        &self,
+        st: &mut State<M::Connection, M::Error>,
+        now: Instant,
+    ) -> Flushed<M::Connection> {
+        self.fast.store(false, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) == 0 {
+            return Vec::new();
+        }
+        self.flush(st, now)
+    }
+
+    /// Under the pool lock: every slot gives up what it owns. Parked connections are checked in
+    /// to the core (idle, or handed to a waiter); lent ones become plain held connections, with
+    /// their lease recorded in the core.
+    pub(crate) fn flush(
+        &self,
+        st: &mut State<M::Connection, M::Error>,
+        now: Instant,
+    ) -> Flushed<M::Connection> {
+        let mut out = Vec::new();
+        for slot in self.slots.iter() {
+            let mut cell = slot.0.lock();
+            let Some(key) = cell.owner.take() else {
+                continue;
+            };
+            if let Some(entry) = cell.parked.take() {
+                self.parked.fetch_sub(1, Ordering::Relaxed);
+                drop(cell);
+                let r = st.checkin(key, entry, None, now);
+                out.push((r.wake, r.closing));
+            } else if let Some((holder, since)) = cell.lease.take() {
+                st.relet(key, holder, since);
+            }
+        }
+        out
+    }
+
+    /// Locks the pool with the fast path closed and everything the slots own moved back into the
+    /// core, for maintenance and inspection; `then` runs under the lock, what the flush left
+    /// runs after it, and the fast path reopens if the core allows.
+    pub(crate) fn with_flushed<R>(
+        &self,
+        then: impl FnOnce(&mut State<M::Connection, M::Error>) -> R,
+    ) -> R {
+        let (r, flushed) = {
+            let mut st = self.state.lock();
+            self.fast.store(false, Ordering::SeqCst);
+            let flushed = self.flush(&mut st, Instant::now());
+            let r = then(&mut st);
+            self.fast.store(st.fast_ok(), Ordering::SeqCst);
+            (r, flushed)
+        };
+        self.after_flush(flushed);
+        r
+    }
+
+    /// Runs what a flush left to do, after unlocking.
+    pub(crate) fn after_flush(&self, flushed: Flushed<M::Connection>) {
+        for (wake, closing) in flushed {
+            if let Some(w) = wake {
+                w.wake();
+            }
+            if let Some((c, r)) = closing {
+                self.close_conn(c, r);
+            }
+        }
+    }
+}
