@@ -468,33 +468,29 @@ impl<M: Manager> Get<M> {
     fn start(&mut self, cx: &mut Context<'_>) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
         let shared = &self.shared;
         let now = Instant::now();
-        // The per-thread fast path: the connection this thread parked, without the pool lock.
-        if let Some(taken) = shared.take_parked(self.holder, now) {
-            let step = match taken {
-                Ok(conn) => return Poll::Ready(Ok(conn)),
-                Err(checked) => shared.after_check(checked, true),
-            };
-            return match step {
-                Ok(step) => self.continue_with(cx, step, now),
-                Err(e) => Poll::Ready(Err(e)),
-            };
-        }
-        let span = tracing::debug_span!("pool.get", pool = %shared.config.name);
-        let _enter = span.enter();
-        let wait = self.wait;
-        let ask = Ask {
-            holder: self.holder,
-            may_wait: !wait.is_zero(),
-            fail_fast: true,
-        };
-        let decided = match shared.begin(ask, now, Some(cx.waker()), Some(wait), true) {
-            // The fast path (most checkouts): an idle connection that passes the synchronous
-            // checks, handed out without going through the step machine.
-            Acquire::Got(idle, key) => match shared.check_sync(idle, key, now) {
-                Ok(conn) => return Poll::Ready(Ok(conn)),
-                Err(checked) => shared.after_check(checked, true),
-            },
-            d => shared.decide(d, now, now, true, &mut None),
+        let (decided, _span) = match shared.take_parked(self.holder, now) {
+            // The per-thread fast path: the connection this thread parked, without the pool lock.
+            Some(Ok(conn)) => return Poll::Ready(Ok(conn)),
+            Some(Err(checked)) => (shared.after_check(checked, true), None),
+            None => {
+                let span = tracing::debug_span!("pool.get", pool = %shared.config.name).entered();
+                let wait = self.wait;
+                let ask = Ask {
+                    holder: self.holder,
+                    may_wait: !wait.is_zero(),
+                    fail_fast: true,
+                };
+                let decided = match shared.begin(ask, now, Some(cx.waker()), Some(wait), true) {
+                    // An idle connection from the core that passes the synchronous checks,
+                    // handed out without going through the step machine.
+                    Acquire::Got(idle, key) => match shared.check_sync(idle, key, now) {
+                        Ok(conn) => return Poll::Ready(Ok(conn)),
+                        Err(checked) => shared.after_check(checked, true),
+                    },
+                    d => shared.decide(d, now, now, true, &mut None),
+                };
+                (decided, Some(span))
+            }
         };
         match decided {
             Err(e) => Poll::Ready(Err(e)),
