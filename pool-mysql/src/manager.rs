@@ -21,22 +21,27 @@ pub type InitFuture<'a> = Pin<Box<dyn Future<Output = Result<(), mysql_async::Er
 /// out, after `sql_mode`/`time_zone` are set (and again after [`ResetMode::ResetConnection`]).
 pub type InitHook = Arc<dyn for<'a> Fn(&'a mut Conn) -> InitFuture<'a> + Send + Sync>;
 
-/// How a used connection is cleaned before its next user gets it.
+/// How a connection its holder may have left dirty is cleaned before its next user gets it.
 ///
-/// mysql_async does not expose whether a result set was left unread (an unread multi-statement
-/// result may still hold a `BEGIN`), so the manager does not guess: a connection whose `Conn`
-/// was used mutably by its holder is cleaned at its next checkout; an untouched one is not.
+/// No I/O decides whether a connection needs cleaning: the [`ConnWrapper`] follows what its
+/// holder did (see [its documentation](ConnWrapper#what-the-pool-cleans)). Queries run through
+/// the wrapper's own [`Queryable`] methods that end with the server outside a transaction and
+/// autocommit on leave the connection clean, so the common request (a few statements in
+/// autocommit mode) costs no extra round trip. Anything the wrapper cannot follow (the raw
+/// `Conn` borrowed mutably, a result left unread, a call cancelled or failed) counts as dirty.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResetMode {
     /// `ROLLBACK` (mysql_async first reads and drops unread results), and `SET autocommit=1` if
-    /// the holder turned autocommit off. One round trip, two in the rare second case. Session
-    /// variables, temporary tables and user locks survive. Default.
+    /// the holder turned autocommit off, for a connection left (possibly) inside a transaction,
+    /// with autocommit off or with a result unread. One round trip, two in the rare second
+    /// case. Session variables, temporary tables and user locks survive. Default.
     #[default]
     Rollback,
-    /// `COM_RESET_CONNECTION` ([`Conn::reset`]): also clears session variables, temporary
-    /// tables, user locks and prepared statements; then `sql_mode`/`time_zone` and the init hook
-    /// run again. Falls back to `Rollback` on servers without it (MySQL < 5.7.3, MariaDB < 10.2.4).
+    /// `COM_RESET_CONNECTION` ([`Conn::reset`]) for every connection its holder used at all
+    /// (any statement may have set a session variable): also clears session variables,
+    /// temporary tables, user locks and prepared statements; then `sql_mode`/`time_zone` and the
+    /// init hook run again. Falls back to `Rollback` on servers without it (MySQL < 5.7.3, MariaDB < 10.2.4).
     ResetConnection,
     /// Nothing: the holder promises never to leave a transaction open (mysql_async's own
     /// `Transaction` already rolls back on drop before the next command).
@@ -49,7 +54,7 @@ pub enum ResetMode {
 /// |---|---|
 /// | `connect` | [`Conn::new`], then `SET SESSION sql_mode = …, time_zone = …` (one statement) and the init hook |
 /// | `is_broken` (check-in, checkout) | [`Conn::is_disconnected`]: an I/O error or a cancelled command broke it. No I/O |
-/// | `needs_reset` (check-in) | the holder used the connection (see [`ResetMode`]). No I/O |
+/// | `needs_reset` (check-in) | the holder may have left a transaction open, or used the connection at all under `ResetConnection` (see [`ResetMode`]). No I/O |
 /// | `reset` (next checkout) | `ROLLBACK` or `COM_RESET_CONNECTION`, per [`ResetMode`] |
 /// | `validate` (checkout after idling) | `COM_PING` |
 /// | `close` | `disconnect()` (`COM_QUIT`) in a spawned task, bounded to 5 s, off the caller's path |
@@ -204,7 +209,11 @@ impl pool_core::Manager for Manager {
     }
 
     fn needs_reset(&self, conn: &mut ConnWrapper) -> bool {
-        self.reset_mode != ResetMode::Off && conn.was_used()
+        match self.reset_mode {
+            ResetMode::Rollback => conn.may_be_in_transaction(),
+            ResetMode::ResetConnection => conn.was_used(),
+            ResetMode::Off => false,
+        }
     }
 
     async fn reset(&self, conn: &mut ConnWrapper) -> Result<(), mysql_async::Error> {

@@ -119,3 +119,156 @@ async fn reset_connection_mode_does_not_leak_and_reapplies_init() {
         .unwrap();
     assert_eq!(row, (None, "+05:00".to_owned()));
 }
+
+/// How many `ROLLBACK`s this session has run (MariaDB and MySQL count them per session).
+async fn rollbacks(conn: &mut pool_mysql::PooledConn) -> u64 {
+    let row: Option<(String, u64)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Com_rollback'")
+        .await
+        .unwrap();
+    row.expect("Com_rollback is a session status variable").1
+}
+
+#[tokio::test]
+async fn only_connections_that_may_be_dirty_are_rolled_back() {
+    let Some(url) = url() else { return };
+    let table = pool_tests::unique_name("my_clean");
+    let mut admin = admin(&url).await;
+    admin
+        .query_drop(format!("CREATE TABLE {table} (id INT) ENGINE=InnoDB"))
+        .await
+        .unwrap();
+    let pool = Pool::builder(Manager::from_url(&url).unwrap())
+        .max_size(1)
+        .build()
+        .unwrap();
+    let (mut id, before) = {
+        let mut conn = pool.get().await.unwrap();
+        (conn.id(), rollbacks(&mut conn).await)
+    };
+    // Each step: what the holder does, and whether the pool must roll back after it.
+    type Step = Box<
+        dyn for<'a> Fn(
+            &'a mut pool_mysql::PooledConn,
+            &'a str,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+    >;
+    let steps: Vec<(&str, bool, Step)> = vec![
+        (
+            "autocommit statements",
+            false,
+            Box::new(|c, t| {
+                Box::pin(async move {
+                    c.query_drop(format!("INSERT INTO {t} VALUES (1)"))
+                        .await
+                        .unwrap();
+                    c.exec_drop(format!("DELETE FROM {t} WHERE id = ?"), (1,))
+                        .await
+                        .unwrap();
+                    let n: Option<i64> = c
+                        .exec_first(format!("SELECT COUNT(*) FROM {t}"), ())
+                        .await
+                        .unwrap();
+                    assert_eq!(n, Some(0));
+                })
+            }),
+        ),
+        (
+            "a committed transaction",
+            false,
+            Box::new(|c, t| {
+                Box::pin(async move {
+                    c.query_drop("BEGIN").await.unwrap();
+                    c.query_drop(format!("INSERT INTO {t} VALUES (2)"))
+                        .await
+                        .unwrap();
+                    c.query_drop("COMMIT").await.unwrap();
+                })
+            }),
+        ),
+        (
+            "an open transaction",
+            true,
+            Box::new(|c, _| Box::pin(async move { c.query_drop("BEGIN").await.unwrap() })),
+        ),
+        (
+            "the raw connection",
+            true,
+            Box::new(|c, _| {
+                Box::pin(async move { c.conn_mut().query_drop("SELECT 1").await.unwrap() })
+            }),
+        ),
+        (
+            "a failed statement",
+            true,
+            Box::new(|c, _| {
+                Box::pin(async move {
+                    c.query_drop("SELECT * FROM no_such_table_here")
+                        .await
+                        .unwrap_err();
+                })
+            }),
+        ),
+        (
+            "an unread result",
+            true,
+            Box::new(|c, _| {
+                Box::pin(async move {
+                    drop(c.query_iter("SELECT 1").await.unwrap());
+                })
+            }),
+        ),
+        (
+            "a query that was cancelled",
+            true,
+            Box::new(|c, _| {
+                Box::pin(async move {
+                    // The first row arrives at once, the second after the sleep: the call is
+                    // dropped while it reads the rows, after a clean reply.
+                    c.query_drop("DO 1").await.unwrap();
+                    let slow = c.query_drop("SELECT 1 UNION ALL SELECT SLEEP(0.5)");
+                    tokio::time::timeout(std::time::Duration::from_millis(100), slow)
+                        .await
+                        .unwrap_err();
+                })
+            }),
+        ),
+    ];
+    let mut expected = before;
+    for (what, rollback, step) in &steps {
+        {
+            let mut conn = pool.get().await.unwrap();
+            step(&mut conn, &table).await;
+        }
+        let mut conn = pool.get().await.unwrap();
+        if conn.id() == id {
+            expected += u64::from(*rollback);
+            assert_eq!(
+                rollbacks(&mut conn).await,
+                expected,
+                "after {what}, the pool must {}roll back",
+                if *rollback { "" } else { "not " }
+            );
+        } else {
+            // mysql_async marks a connection whose command was cancelled as broken (it cannot
+            // tell where in the reply the socket stands): the pool closes it and opens another.
+            assert_eq!(
+                *what, "a query that was cancelled",
+                "connection lost after {what}"
+            );
+            id = conn.id();
+            expected = rollbacks(&mut conn).await;
+        }
+        let state: (i64, i64) = conn
+            .query_first("SELECT @@in_transaction, @@autocommit")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state, (0, 1), "after {what}");
+    }
+    drop(pool);
+    admin
+        .query_drop(format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
