@@ -6,17 +6,25 @@
 //!   deadpool-postgres, bb8-postgres (statement prepared at connect) and `dedicated`: 8
 //!   tokio-postgres clients, task `i` always using client `i % 8` behind a mutex (exclusive
 //!   use, as from a pool, but without one).
-//! - `mysql/tasksN/<x>`: the same with mysql_async: ours (pool-mysql, `ours_noreset`),
-//!   mysql_async's own `Pool` (reset on return off, so its statement cache survives) and
+//! - `mysql/tasksN/<x>`: the same with mysql_async: ours (pool-mysql, default
+//!   `ResetMode::Rollback` and `ours_noreset`), mysql_async's own `Pool` with reset on return off
+//!   (`mysql_async`, like `ours_noreset`) and on (`mysql_async_reset`, its default) and
 //!   dedicated `Conn`s.
 //! - `sqlite/tasks8/<x>` and `sqlite/threads4/<x>`: a point read on a 10 000-row table: ours
 //!   (`interact` / `get_blocking` + `lock`), deadpool-sqlite, r2d2_sqlite.
+//!
+//! After the criterion groups, each live-server group also prints an *interleaved* report: the
+//! contenders run in turn, round after round, and each is given as a ratio to ours within the
+//! same round (criterion runs them minutes apart, and on a shared machine the drift between
+//! those minutes is larger than the differences between pools). `POOL_BENCH_ROUNDS` sets the
+//! number of rounds (default 9, 0 turns the report off).
 //!
 //! Servers come from `POOL_BENCH_PG_URL` / `POOL_BENCH_MYSQL_URL` (or the `POOL_TEST_*`
 //! variables, or the machine's defaults). An unreachable server skips its group with a notice.
 
 use std::future::Future;
 use std::hint::black_box;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +67,141 @@ where
         h.await.expect("bench task");
     }
     start.elapsed()
+}
+
+/// One contender of a live-server group: `run(tasks, iters)` spreads `iters` operations over
+/// `tasks` tasks and times them.
+struct Variant {
+    name: &'static str,
+    run: Box<dyn Fn(usize, u64) -> Timed>,
+}
+
+/// A timed run of a [`Variant`].
+type Timed = Pin<Box<dyn Future<Output = Duration> + Send>>;
+
+fn variant<F, Fut>(name: &'static str, run: F) -> Variant
+where
+    F: Fn(usize, u64) -> Fut + 'static,
+    Fut: Future<Output = Duration> + Send + 'static,
+{
+    Variant {
+        name,
+        run: Box::new(move |tasks, iters| Box::pin(run(tasks, iters))),
+    }
+}
+
+/// The criterion group `{group}/tasks{tasks}`, one benchmark per variant.
+fn criterion_group_of(
+    c: &mut Criterion,
+    rt: &Runtime,
+    group: &str,
+    tasks: usize,
+    variants: &[Variant],
+) {
+    let mut g = c.benchmark_group(format!("{group}/tasks{tasks}"));
+    g.throughput(Throughput::Elements(1));
+    for v in variants {
+        g.bench_function(v.name, |b| {
+            b.to_async(rt).iter_custom(|iters| (v.run)(tasks, iters));
+        });
+    }
+    g.finish();
+}
+
+/// How many rounds the interleaved report of `group` runs: `POOL_BENCH_ROUNDS` (default 9);
+/// none under `--test`/`--list`, or when a criterion filter (the first positional argument)
+/// names another group.
+fn interleaved_rounds(group: &str) -> usize {
+    const WITH_VALUE: &[&str] = &[
+        "--measurement-time",
+        "--warm-up-time",
+        "--sample-size",
+        "--save-baseline",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "--output-format",
+        "--color",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--profile-time",
+        "--plotting-backend",
+        "--format",
+        "--logfile",
+    ];
+    let mut args = std::env::args().skip(1);
+    let mut filter = None;
+    while let Some(a) = args.next() {
+        if a == "--test" || a == "--list" {
+            return 0;
+        }
+        if WITH_VALUE.contains(&a.as_str()) {
+            args.next();
+        } else if !a.starts_with('-') && filter.is_none() {
+            filter = Some(a);
+        }
+    }
+    if filter.is_some_and(|f| !group.contains(&f) && !f.contains(group)) {
+        return 0;
+    }
+    std::env::var("POOL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9)
+}
+
+/// Runs the variants in turn, round after round, and prints each one's median time per
+/// operation and `ours ÷ this`: ours' throughput divided by this contender's, taken within each
+/// round (the median, min and max over rounds; above 1 means ours was faster). Criterion measures one contender after the other, minutes apart; on a shared
+/// machine that drift is larger than the differences between pools, while the contenders of one
+/// round here ran seconds apart. The first round only warms up and sizes the rounds (about
+/// 0.8 s per contender each).
+fn interleaved(rt: &Runtime, group: &str, tasks: usize, variants: &[Variant]) {
+    let rounds = interleaved_rounds(group);
+    if rounds == 0 || variants.is_empty() {
+        return;
+    }
+    let per_op = |d: Duration, n: u64| d.as_secs_f64() / n as f64;
+    let mut ops = Vec::with_capacity(variants.len());
+    for v in variants {
+        let probe = 400;
+        let took = rt.block_on((v.run)(tasks, probe));
+        let n = (0.8 / per_op(took, probe)).clamp(200.0, 500_000.0);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        ops.push(n as u64);
+    }
+    let mut times = vec![Vec::with_capacity(rounds); variants.len()];
+    for _ in 0..rounds {
+        for ((v, n), t) in variants.iter().zip(&ops).zip(&mut times) {
+            t.push(per_op(rt.block_on((v.run)(tasks, *n)), *n));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    println!(
+        "\n{group}/tasks{tasks}, interleaved: {rounds} rounds, {CONNS} connections, 2 workers"
+    );
+    println!(
+        "{:<20} {:>12} {:>14} {:>16}",
+        "contender", "µs/op (med)", "ours ÷ this", "(min … max)"
+    );
+    for (v, t) in variants.iter().zip(&times) {
+        let ratios = t.iter().zip(&times[0]).map(|(x, o)| x / o).collect();
+        let (m, _, _) = median(t.clone());
+        let (r, lo, hi) = median(ratios);
+        println!(
+            "{:<20} {:>12.2} {:>14.3} {:>7.3} … {:.3}",
+            v.name,
+            m * 1e6,
+            r,
+            lo,
+            hi
+        );
+    }
 }
 
 fn skip(group: &str, url: &str, why: &dyn std::fmt::Display) {
@@ -119,7 +262,7 @@ fn bench_postgres(c: &mut Criterion) {
     let dedicated = match rt.block_on(async {
         tokio::time::timeout(env::CONNECT_TIMEOUT * 2, pg_dedicated(&config)).await
     }) {
-        Ok(Ok(d)) => d,
+        Ok(Ok(d)) => Arc::new(d),
         Ok(Err(e)) => return skip("postgres", &url, &e),
         Err(_) => return skip("postgres", &url, &"timed out"),
     };
@@ -149,71 +292,72 @@ fn bench_postgres(c: &mut Criterion) {
         )
         .expect("bb8 pool");
 
+    let ours_variant = |name: &'static str, pool: &pool_postgres::Pool| {
+        let pool = pool.clone();
+        variant(name, move |tasks, iters| {
+            let pool = pool.clone();
+            spread(tasks, iters, move |_, n| {
+                let pool = pool.clone();
+                async move {
+                    for _ in 0..n {
+                        let client = pool.get().await.expect("get");
+                        let stmt = client.prepare_cached("SELECT 1").await.expect("prepare");
+                        let row = client.query_one(&stmt, &[]).await.expect("query");
+                        black_box(row.get::<_, i32>(0));
+                    }
+                }
+            })
+        })
+    };
+    let variants = vec![
+        ours_variant("ours", &ours),
+        ours_variant("ours_noreset", &ours_noreset),
+        variant("deadpool-postgres", move |tasks, iters| {
+            let pool = dead.clone();
+            spread(tasks, iters, move |_, n| {
+                let pool = pool.clone();
+                async move {
+                    for _ in 0..n {
+                        let client = pool.get().await.expect("get");
+                        let stmt = client.prepare_cached("SELECT 1").await.expect("prepare");
+                        let row = client.query_one(&stmt, &[]).await.expect("query");
+                        black_box(row.get::<_, i32>(0));
+                    }
+                }
+            })
+        }),
+        variant("bb8-postgres", move |tasks, iters| {
+            let pool = bb8.clone();
+            spread(tasks, iters, move |_, n| {
+                let pool = pool.clone();
+                async move {
+                    for _ in 0..n {
+                        let conn = pool.get().await.expect("get");
+                        let row = conn.0.query_one(&conn.1, &[]).await.expect("query");
+                        black_box(row.get::<_, i32>(0));
+                    }
+                }
+            })
+        }),
+        variant("dedicated", move |tasks, iters| {
+            let dedicated = Arc::clone(&dedicated);
+            spread(tasks, iters, move |i, n| {
+                let conn = Arc::clone(&dedicated[i % CONNS]);
+                async move {
+                    for _ in 0..n {
+                        let conn = conn.lock().await;
+                        let row = conn.0.query_one(&conn.1, &[]).await.expect("query");
+                        black_box(row.get::<_, i32>(0));
+                    }
+                }
+            })
+        }),
+    ];
     for tasks in TASKS {
-        let mut g = c.benchmark_group(format!("postgres/tasks{tasks}"));
-        g.throughput(Throughput::Elements(1));
-        for (name, pool) in [("ours", &ours), ("ours_noreset", &ours_noreset)] {
-            g.bench_function(name, |b| {
-                b.to_async(&rt).iter_custom(|iters| {
-                    spread(tasks, iters, |_, n| {
-                        let pool = pool.clone();
-                        async move {
-                            for _ in 0..n {
-                                let client = pool.get().await.expect("get");
-                                let stmt =
-                                    client.prepare_cached("SELECT 1").await.expect("prepare");
-                                let row = client.query_one(&stmt, &[]).await.expect("query");
-                                black_box(row.get::<_, i32>(0));
-                            }
-                        }
-                    })
-                })
-            });
-        }
-        g.bench_function("deadpool-postgres", |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                spread(tasks, iters, |_, n| {
-                    let pool = dead.clone();
-                    async move {
-                        for _ in 0..n {
-                            let client = pool.get().await.expect("get");
-                            let stmt = client.prepare_cached("SELECT 1").await.expect("prepare");
-                            let row = client.query_one(&stmt, &[]).await.expect("query");
-                            black_box(row.get::<_, i32>(0));
-                        }
-                    }
-                })
-            })
-        });
-        g.bench_function("bb8-postgres", |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                spread(tasks, iters, |_, n| {
-                    let pool = bb8.clone();
-                    async move {
-                        for _ in 0..n {
-                            let conn = pool.get().await.expect("get");
-                            let row = conn.0.query_one(&conn.1, &[]).await.expect("query");
-                            black_box(row.get::<_, i32>(0));
-                        }
-                    }
-                })
-            })
-        });
-        g.bench_function("dedicated", |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                spread(tasks, iters, |i, n| {
-                    let conn = Arc::clone(&dedicated[i % CONNS]);
-                    async move {
-                        for _ in 0..n {
-                            let conn = conn.lock().await;
-                            let row = conn.0.query_one(&conn.1, &[]).await.expect("query");
-                            black_box(row.get::<_, i32>(0));
-                        }
-                    }
-                })
-            })
-        });
-        g.finish();
+        criterion_group_of(c, &rt, "postgres", tasks, &variants);
+    }
+    for tasks in TASKS {
+        interleaved(&rt, "postgres", tasks, &variants);
     }
     println!("postgres: our pool after the runs: {:?}", ours.metrics());
 }
@@ -223,6 +367,23 @@ fn bench_postgres(c: &mut Criterion) {
 async fn select_one<Q: Queryable>(q: &mut Q) {
     let v: Option<i64> = q.exec_first("SELECT 1", ()).await.expect("query");
     black_box(v);
+}
+
+/// mysql_async's own pool of at most [`CONNS`], statement cache kept across uses.
+///
+/// `inactive_connection_ttl` must be non-zero: with its default of 0, mysql_async keeps no more
+/// than the constraints' *minimum* idle and closes every other connection returned to it, so a
+/// `(0, 8)` pool opens a new server connection for every `get_conn` (measured: 32 000 server
+/// connections for 16 000 gets).
+fn mysql_async_pool(opts: &mysql_async::Opts, reset: bool) -> mysql_async::Pool {
+    mysql_async::Pool::new(
+        mysql_async::OptsBuilder::from_opts(opts.clone()).pool_opts(
+            mysql_async::PoolOpts::default()
+                .with_constraints(mysql_async::PoolConstraints::new(0, CONNS).expect("valid"))
+                .with_inactive_connection_ttl(Duration::from_secs(600))
+                .with_reset_connection(reset),
+        ),
+    )
 }
 
 fn bench_mysql(c: &mut Criterion) {
@@ -244,7 +405,7 @@ fn bench_mysql(c: &mut Criterion) {
         })
         .await
     }) {
-        Ok(Ok(d)) => d,
+        Ok(Ok(d)) => Arc::new(d),
         Ok(Err(e)) => return skip("mysql", &url, &e),
         Err(_) => return skip("mysql", &url, &"timed out"),
     };
@@ -256,62 +417,67 @@ fn bench_mysql(c: &mut Criterion) {
     };
     let ours = ours_pool(pool_mysql::ResetMode::default());
     let ours_noreset = ours_pool(pool_mysql::ResetMode::Off);
-    let peer = mysql_async::Pool::new(
-        mysql_async::OptsBuilder::from_opts(opts.clone()).pool_opts(
-            mysql_async::PoolOpts::default()
-                .with_constraints(mysql_async::PoolConstraints::new(0, CONNS).expect("valid"))
-                .with_reset_connection(false),
-        ),
-    );
+    let peer = mysql_async_pool(&opts, false);
+    let peer_reset = mysql_async_pool(&opts, true);
 
+    let ours_variant = |name: &'static str, pool: &pool_mysql::Pool| {
+        let pool = pool.clone();
+        variant(name, move |tasks, iters| {
+            let pool = pool.clone();
+            spread(tasks, iters, move |_, n| {
+                let pool = pool.clone();
+                async move {
+                    for _ in 0..n {
+                        let mut conn = pool.get().await.expect("get");
+                        select_one(&mut *conn).await;
+                    }
+                }
+            })
+        })
+    };
+    let peer_variant = |name: &'static str, pool: &mysql_async::Pool| {
+        let pool = pool.clone();
+        variant(name, move |tasks, iters| {
+            let pool = pool.clone();
+            spread(tasks, iters, move |_, n| {
+                let pool = pool.clone();
+                async move {
+                    for _ in 0..n {
+                        let mut conn = pool.get_conn().await.expect("get");
+                        select_one(&mut conn).await;
+                    }
+                }
+            })
+        })
+    };
+    let variants = vec![
+        ours_variant("ours", &ours),
+        ours_variant("ours_noreset", &ours_noreset),
+        peer_variant("mysql_async", &peer),
+        peer_variant("mysql_async_reset", &peer_reset),
+        variant("dedicated", move |tasks, iters| {
+            let dedicated = Arc::clone(&dedicated);
+            spread(tasks, iters, move |i, n| {
+                let conn = Arc::clone(&dedicated[i % CONNS]);
+                async move {
+                    for _ in 0..n {
+                        select_one(&mut *conn.lock().await).await;
+                    }
+                }
+            })
+        }),
+    ];
     for tasks in TASKS {
-        let mut g = c.benchmark_group(format!("mysql/tasks{tasks}"));
-        g.throughput(Throughput::Elements(1));
-        for (name, pool) in [("ours", &ours), ("ours_noreset", &ours_noreset)] {
-            g.bench_function(name, |b| {
-                b.to_async(&rt).iter_custom(|iters| {
-                    spread(tasks, iters, |_, n| {
-                        let pool = pool.clone();
-                        async move {
-                            for _ in 0..n {
-                                let mut conn = pool.get().await.expect("get");
-                                select_one(conn.conn_mut()).await;
-                            }
-                        }
-                    })
-                })
-            });
-        }
-        g.bench_function("mysql_async", |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                spread(tasks, iters, |_, n| {
-                    let pool = peer.clone();
-                    async move {
-                        for _ in 0..n {
-                            let mut conn = pool.get_conn().await.expect("get");
-                            select_one(&mut conn).await;
-                        }
-                    }
-                })
-            })
-        });
-        g.bench_function("dedicated", |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                spread(tasks, iters, |i, n| {
-                    let conn = Arc::clone(&dedicated[i % CONNS]);
-                    async move {
-                        for _ in 0..n {
-                            select_one(&mut *conn.lock().await).await;
-                        }
-                    }
-                })
-            })
-        });
-        g.finish();
+        criterion_group_of(c, &rt, "mysql", tasks, &variants);
+    }
+    for tasks in TASKS {
+        interleaved(&rt, "mysql", tasks, &variants);
     }
     println!("mysql: our pool after the runs: {:?}", ours.metrics());
+    drop(variants);
     rt.block_on(async {
         let _ = peer.disconnect().await;
+        let _ = peer_reset.disconnect().await;
     });
 }
 
