@@ -91,9 +91,12 @@ impl Mysql {
             "mysql_async" => {
                 let constraints = PoolConstraints::new(0, load.pool_size)
                     .ok_or("invalid mysql_async pool constraints")?;
+                // A non-zero `inactive_connection_ttl` keeps up to `max` idle connections: with
+                // its default of 0, mysql_async closes every connection returned above `min`.
                 let opts = OptsBuilder::from_opts(self.opts.clone()).pool_opts(
                     PoolOpts::default()
                         .with_constraints(constraints)
+                        .with_inactive_connection_ttl(std::time::Duration::from_secs(600))
                         .with_reset_connection(false),
                 );
                 let pool = mysql_async::Pool::new(opts);
@@ -132,7 +135,8 @@ impl Target for Ours {
         let start = Instant::now();
         let mut conn = self.0.get().await.map_err(|e| OpError::from_pool(&e))?;
         let got = Instant::now();
-        let res = op(conn.conn_mut(), read, key).await;
+        // Through the wrapper's own `Queryable`: a clean connection then skips the reset.
+        let res = op(&mut *conn, read, key).await;
         timed(start, got, res)
     }
 
