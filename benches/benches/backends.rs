@@ -90,6 +90,25 @@ where
     }
 }
 
+/// A [`Variant`] whose tasks each hold a clone of `$pool` and run `$op` (which names that clone
+/// `$p`) once per operation.
+macro_rules! pooled {
+    ($name:expr, $pool:expr, |$p:ident| $op:expr) => {{
+        let pool = $pool.clone();
+        variant($name, move |tasks, iters| {
+            let pool = pool.clone();
+            spread(tasks, iters, move |_, n| {
+                let $p = pool.clone();
+                async move {
+                    for _ in 0..n {
+                        $op;
+                    }
+                }
+            })
+        })
+    }};
+}
+
 /// The criterion group `{group}/tasks{tasks}`, one benchmark per variant.
 fn criterion_group_of(
     c: &mut Criterion,
@@ -292,52 +311,24 @@ fn bench_postgres(c: &mut Criterion) {
         )
         .expect("bb8 pool");
 
-    let ours_variant = |name: &'static str, pool: &pool_postgres::Pool| {
-        let pool = pool.clone();
-        variant(name, move |tasks, iters| {
-            let pool = pool.clone();
-            spread(tasks, iters, move |_, n| {
-                let pool = pool.clone();
-                async move {
-                    for _ in 0..n {
-                        let client = pool.get().await.expect("get");
-                        let stmt = client.prepare_cached("SELECT 1").await.expect("prepare");
-                        let row = client.query_one(&stmt, &[]).await.expect("query");
-                        black_box(row.get::<_, i32>(0));
-                    }
-                }
+    macro_rules! cached_select {
+        ($name:expr, $pool:expr) => {
+            pooled!($name, $pool, |pool| {
+                let client = pool.get().await.expect("get");
+                let stmt = client.prepare_cached("SELECT 1").await.expect("prepare");
+                let row = client.query_one(&stmt, &[]).await.expect("query");
+                black_box(row.get::<_, i32>(0));
             })
-        })
-    };
+        };
+    }
     let variants = vec![
-        ours_variant("ours", &ours),
-        ours_variant("ours_noreset", &ours_noreset),
-        variant("deadpool-postgres", move |tasks, iters| {
-            let pool = dead.clone();
-            spread(tasks, iters, move |_, n| {
-                let pool = pool.clone();
-                async move {
-                    for _ in 0..n {
-                        let client = pool.get().await.expect("get");
-                        let stmt = client.prepare_cached("SELECT 1").await.expect("prepare");
-                        let row = client.query_one(&stmt, &[]).await.expect("query");
-                        black_box(row.get::<_, i32>(0));
-                    }
-                }
-            })
-        }),
-        variant("bb8-postgres", move |tasks, iters| {
-            let pool = bb8.clone();
-            spread(tasks, iters, move |_, n| {
-                let pool = pool.clone();
-                async move {
-                    for _ in 0..n {
-                        let conn = pool.get().await.expect("get");
-                        let row = conn.0.query_one(&conn.1, &[]).await.expect("query");
-                        black_box(row.get::<_, i32>(0));
-                    }
-                }
-            })
+        cached_select!("ours", ours),
+        cached_select!("ours_noreset", ours_noreset),
+        cached_select!("deadpool-postgres", dead),
+        pooled!("bb8-postgres", bb8, |pool| {
+            let conn = pool.get().await.expect("get");
+            let row = conn.0.query_one(&conn.1, &[]).await.expect("query");
+            black_box(row.get::<_, i32>(0));
         }),
         variant("dedicated", move |tasks, iters| {
             let dedicated = Arc::clone(&dedicated);
@@ -420,41 +411,21 @@ fn bench_mysql(c: &mut Criterion) {
     let peer = mysql_async_pool(&opts, false);
     let peer_reset = mysql_async_pool(&opts, true);
 
-    let ours_variant = |name: &'static str, pool: &pool_mysql::Pool| {
-        let pool = pool.clone();
-        variant(name, move |tasks, iters| {
-            let pool = pool.clone();
-            spread(tasks, iters, move |_, n| {
-                let pool = pool.clone();
-                async move {
-                    for _ in 0..n {
-                        let mut conn = pool.get().await.expect("get");
-                        select_one(&mut *conn).await;
-                    }
-                }
-            })
-        })
-    };
-    let peer_variant = |name: &'static str, pool: &mysql_async::Pool| {
-        let pool = pool.clone();
-        variant(name, move |tasks, iters| {
-            let pool = pool.clone();
-            spread(tasks, iters, move |_, n| {
-                let pool = pool.clone();
-                async move {
-                    for _ in 0..n {
-                        let mut conn = pool.get_conn().await.expect("get");
-                        select_one(&mut conn).await;
-                    }
-                }
-            })
-        })
-    };
     let variants = vec![
-        ours_variant("ours", &ours),
-        ours_variant("ours_noreset", &ours_noreset),
-        peer_variant("mysql_async", &peer),
-        peer_variant("mysql_async_reset", &peer_reset),
+        pooled!("ours", ours, |pool| {
+            let mut conn = pool.get().await.expect("get");
+            select_one(&mut *conn).await;
+        }),
+        pooled!("ours_noreset", ours_noreset, |pool| {
+            let mut conn = pool.get().await.expect("get");
+            select_one(&mut *conn).await;
+        }),
+        pooled!("mysql_async", peer, |pool| {
+            select_one(&mut pool.get_conn().await.expect("get")).await;
+        }),
+        pooled!("mysql_async_reset", peer_reset, |pool| {
+            select_one(&mut pool.get_conn().await.expect("get")).await;
+        }),
         variant("dedicated", move |tasks, iters| {
             let dedicated = Arc::clone(&dedicated);
             spread(tasks, iters, move |i, n| {
