@@ -213,6 +213,17 @@ impl<M: Manager> Shared<M> {
         out
     }
 
+    /// Under the pool lock: sets the fast-path flag, skipping the store (a full barrier) when it
+    /// is already set so. Every write of the flag is made under the pool lock, so the last one
+    /// is visible here; and if it already reads `false`, a check-in that parks and then reads the
+    /// flag either reads that `false` or raised the parked count before it was written, which
+    /// the caller's `SeqCst` load of the count then sees (the Dekker handshake above holds).
+    pub(crate) fn set_fast(&self, ok: bool) {
+        if self.fast.load(Ordering::Relaxed) != ok {
+            self.fast.store(ok, Ordering::SeqCst);
+        }
+    }
+
     /// Under the pool lock, before a request may queue: lowers the fast-path flag and, if any
     /// connection is parked, moves them all back into the core.
     pub(crate) fn before_queue(
@@ -220,7 +231,7 @@ impl<M: Manager> Shared<M> {
         st: &mut State<M::Connection, M::Error>,
         now: Instant,
     ) -> Flushed<M::Connection> {
-        self.fast.store(false, Ordering::SeqCst);
+        self.set_fast(false);
         if self.parked.load(Ordering::SeqCst) == 0 {
             return Vec::new();
         }
@@ -265,7 +276,7 @@ impl<M: Manager> Shared<M> {
             self.fast.store(false, Ordering::SeqCst);
             let flushed = self.flush(&mut st, Instant::now());
             let r = then(&mut st);
-            self.fast.store(st.fast_ok(), Ordering::SeqCst);
+            self.set_fast(st.fast_ok());
             (r, flushed)
         };
         self.after_flush(flushed);
@@ -274,6 +285,9 @@ impl<M: Manager> Shared<M> {
 
     /// Runs what a flush left to do, after unlocking.
     pub(crate) fn after_flush(&self, flushed: Flushed<M::Connection>) {
+        if flushed.is_empty() {
+            return;
+        }
         for (wake, closing) in flushed {
             if let Some(w) = wake {
                 w.wake();

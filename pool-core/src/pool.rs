@@ -14,6 +14,7 @@ use crate::sync::{self, Mutex, ThreadWaker};
 use tokio::time::Instant;
 
 use crate::config::{Builder, Config};
+use crate::core::cell::GrantCell;
 use crate::core::{
     wake_all, Acquire, Ask, ConnectFailure, Entry, Grant, Holder, Idle, Limits, Retake, State,
     Sweeper, Wake,
@@ -254,6 +255,7 @@ impl<M: Manager> Pool<M> {
             shared: self.shared.clone(),
             wait,
             state: GetState::Init,
+            cell: None,
         }
     }
 
@@ -420,17 +422,31 @@ type SlowGet<M> =
 /// completes in the first poll without allocating, and so does queueing: the waiter lives in the
 /// pool's queue and needs no timer of its own (the pool's sweeper task expires overdue waiters).
 /// Only connecting and I/O checks run in a boxed slow path.
+///
+/// A queued request receives its grant in a [`GrantCell`] it shares with its waiter node, and
+/// picks it up without the pool's lock (see `crate::core::cell`).
 struct Get<M: Manager> {
     shared: Arc<Shared<M>>,
     holder: Holder,
     wait: Duration,
     state: GetState<M>,
+    /// Shared with the waiter node while `state` is `Waiting`.
+    cell: Option<Arc<GrantCell<M::Connection, M::Error>>>,
 }
 
 impl<M: Manager> Drop for Get<M> {
     fn drop(&mut self) {
         if let GetState::Waiting { key, .. } = self.state {
-            self.shared.cancel_waiter(key);
+            // Under the lock: removes the node, or passes on a grant that arrived.
+            let now = Instant::now();
+            let (wake, closing) = {
+                let mut st = self.shared.state.lock();
+                match &self.cell {
+                    Some(cell) => st.cancel_cell_waiter(key, cell, now),
+                    None => st.cancel_waiter(key, now),
+                }
+            };
+            self.shared.after_unlock(wake, closing);
         }
     }
 }
@@ -480,13 +496,18 @@ impl<M: Manager> Get<M> {
                     may_wait: !wait.is_zero(),
                     fail_fast: true,
                 };
-                let decided = match shared.begin(ask, now, Some(cx.waker()), Some(wait), true) {
+                let waker = Some(cx.waker());
+                let decided = match shared.begin(ask, now, waker, Some(wait), true, true) {
                     // An idle connection from the core that passes the synchronous checks,
                     // handed out without going through the step machine.
                     Acquire::Got(idle, key) => match shared.check_sync(idle, key, now) {
                         Ok(conn) => return Poll::Ready(Ok(conn)),
                         Err(checked) => shared.after_check(checked, true),
                     },
+                    Acquire::Wait(key, cell) => {
+                        self.cell = cell;
+                        Ok(Step::Wait(key, now))
+                    }
                     d => shared.decide(d, now, now, true, &mut None),
                 };
                 (decided, Some(span))
@@ -511,11 +532,21 @@ impl<M: Manager> Get<M> {
         start: Instant,
     ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
         let shared = &self.shared;
-        let (grant, next) =
-            shared
+        // Granted: the grant is in the cell, taken without the lock. Else lock to look again (a
+        // grant may arrive meanwhile) and store this task's waker.
+        let (grant, next) = match self.cell.as_deref() {
+            Some(cell) => match cell.take() {
+                Some(granted) => (Some(granted), None),
+                None => shared
+                    .state
+                    .lock()
+                    .poll_cell_waiter(key, cell, task_wake(cx.waker())),
+            },
+            None => shared
                 .state
                 .lock()
-                .poll_waiter(key, Some(start), task_wake(cx.waker()));
+                .poll_waiter(key, Some(start), task_wake(cx.waker())),
+        };
         shared.after_unlock(next, None);
         match grant {
             None => {
@@ -572,7 +603,7 @@ impl<M: Manager> Shared<M> {
                     may_wait: !wait.is_zero(),
                     fail_fast: true,
                 };
-                let d = self.begin(ask, now, None, None, true);
+                let d = self.begin(ask, now, None, None, false, true);
                 self.decide(d, now, now, allow_create, &mut None)?
             }
         };
@@ -751,15 +782,17 @@ impl<M: Manager> Shared<M> {
     /// Asks the core for a connection: the locked part of every acquisition.
     /// `waker`: the task to wake when queued (async front end; the acquisition's own poll
     /// replaces a no-op one), or `None` to unpark this thread. `expire_after`: the pool's sweeper
-    /// expires the waiter after this long (else the caller bounds its own wait).
+    /// expires the waiter after this long (else the caller bounds its own wait). `cell`: a queued
+    /// request receives its grant in a cell it shares with its node (`Get`), else in its node.
     fn begin(
         self: &Arc<Self>,
         ask: Ask,
         now: Instant,
         waker: Option<&Waker>,
         expire_after: Option<Duration>,
+        cell: bool,
         count: bool,
-    ) -> Acquire<M::Connection> {
+    ) -> Acquire<M::Connection, M::Error> {
         let mut refill = 0;
         let mut sweeper = Sweeper::Armed;
         let mut flushed = Vec::new();
@@ -782,16 +815,17 @@ impl<M: Manager> Shared<M> {
                     Some(w) => Wake::Task(w.clone()),
                     None => Wake::Thread(ThreadWaker::for_this_thread()),
                 },
+                cell,
             );
             // Keep min_idle warm as checkouts drain the idle set (HikariCP-style), without
             // waiting for the reaper.
             if waker.is_some() && st.limits.min_idle > 0 && matches!(d, Acquire::Got(..)) {
                 refill = st.reserve_min_idle(now);
             }
-            if let (Acquire::Wait(_), Some(d)) = (&d, expire_after) {
+            if let (Acquire::Wait(..), Some(d)) = (&d, expire_after) {
                 sweeper = st.arm_sweeper(now + d);
             }
-            self.fast.store(st.fast_ok(), Ordering::SeqCst);
+            self.set_fast(st.fast_ok());
             d
         };
         self.after_flush(flushed);
@@ -811,7 +845,7 @@ impl<M: Manager> Shared<M> {
     /// The next step for a core decision, or the error that ends the acquisition.
     fn decide(
         &self,
-        decision: Acquire<M::Connection>,
+        decision: Acquire<M::Connection, M::Error>,
         now: Instant,
         start: Instant,
         allow_create: bool,
@@ -824,7 +858,7 @@ impl<M: Manager> Shared<M> {
                 Err(self.timeout(Phase::Wait, start, None))
             }
             Acquire::Create => Ok(Step::Connect),
-            Acquire::Wait(key) => Ok(Step::Wait(key, now)),
+            Acquire::Wait(key, _) => Ok(Step::Wait(key, now)),
             Acquire::Full => {
                 let phase = if last_error.is_some() {
                     Phase::Connect
@@ -908,7 +942,7 @@ impl<M: Manager> Shared<M> {
                         may_wait,
                         fail_fast: attempt == 0,
                     };
-                    let d = self.begin(ask, now, waker, None, false);
+                    let d = self.begin(ask, now, waker, None, false, false);
                     self.decide(d, now, start, allow_create, &mut last_error)?
                 }
                 Step::Wait(key, since) => {
@@ -1295,7 +1329,7 @@ impl<M: Manager> Shared<M> {
             };
             let conn_id = entry.meta.id;
             let r = st.checkin(key, entry, discard, now);
-            self.fast.store(st.fast_ok(), Ordering::SeqCst);
+            self.set_fast(st.fast_ok());
             (r, st.is_closed(), conn_id)
         };
         if let Some(k) = r.idle_key {

@@ -3,9 +3,17 @@
 //! it above until holders return, never growing), and the live connections (connects - closes -
 //! detached) are exactly those the pool accounts for, so they never exceed `max_size` except for
 //! reclaimed ones still in their holders' hands.
+//!
+//! Requests also queue in tasks of their own (`Queue`) and are cancelled while they wait
+//! (`Abort`), possibly after a connection or a permit was granted to them but before they ran:
+//! the grant must be passed on, and the grant cells the pool recycles must never carry one
+//! waiter's grant to another.
 
 mod common;
 
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use common::{detach, settle, Behavior, Fake};
@@ -14,7 +22,19 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Get { wait_ms: u64 },
+    Get {
+        wait_ms: u64,
+    },
+    Queue {
+        wait_ms: u64,
+    },
+    Abort(usize),
+    /// Drops a held connection, then at once (before the request it went to can run) aborts a
+    /// queued request.
+    DropAbort(usize, usize),
+    /// Drops a held connection, then at once queues another request (which would be handed the
+    /// grant cell of the request the connection went to, were cells recycled too early).
+    DropQueue(usize),
     TryGet,
     Drop(usize),
     MarkBroken(usize),
@@ -22,10 +42,14 @@ enum Op {
     Close(usize),
     Detach(usize),
     CloseIdle,
-    CloseStale { secs: u64 },
+    CloseStale {
+        secs: u64,
+    },
     CloseAll,
     Resize(usize),
-    Advance { ms: u64 },
+    Advance {
+        ms: u64,
+    },
     AllBroken(bool),
     FailNextConnect,
     FailNextValidate,
@@ -35,6 +59,10 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u64..3).prop_map(|w| Op::Get { wait_ms: w * 5 }),
+        3 => prop_oneof![Just(20u64), Just(60_000)].prop_map(|wait_ms| Op::Queue { wait_ms }),
+        2 => any::<usize>().prop_map(Op::Abort),
+        2 => any::<(usize, usize)>().prop_map(|(i, j)| Op::DropAbort(i, j)),
+        2 => any::<usize>().prop_map(Op::DropQueue),
         2 => Just(Op::TryGet),
         5 => any::<usize>().prop_map(Op::Drop),
         1 => any::<usize>().prop_map(Op::MarkBroken),
@@ -52,6 +80,31 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::FailNextValidate),
         1 => Just(Op::FailNextReset),
     ]
+}
+
+/// Starts a request: polled once here (it queues now, before any woken task runs), then left
+/// to a task of its own, which leaves the connection in `got`. `None` if it finished at once.
+async fn queue(
+    pool: &Pool<Fake>,
+    wait_ms: u64,
+    got: &Arc<Mutex<Vec<Pooled<Fake>>>>,
+    held: &mut Vec<Pooled<Fake>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut get = Box::pin(pool.get_timeout(Duration::from_millis(wait_ms)));
+    match std::future::poll_fn(|cx| Poll::Ready(get.as_mut().poll(cx))).await {
+        Poll::Ready(res) => {
+            held.extend(res.ok());
+            None
+        }
+        Poll::Pending => {
+            let got = got.clone();
+            Some(tokio::spawn(async move {
+                if let Ok(c) = get.await {
+                    got.lock().unwrap().push(c);
+                }
+            }))
+        }
+    }
 }
 
 fn run(ops: &[Op], min_idle: usize, bypass: Option<Duration>) -> Result<(), TestCaseError> {
@@ -80,6 +133,9 @@ fn run(ops: &[Op], min_idle: usize, bypass: Option<Duration>) -> Result<(), Test
             .unwrap();
         settle().await;
         let mut held: Vec<Pooled<Fake>> = Vec::new();
+        // Queued requests: their tasks, and where those that got a connection leave it.
+        let mut queued: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+        let got: Arc<Mutex<Vec<Pooled<Fake>>>> = Arc::default();
         let mut allowed = pool.status().max_size;
         for (step, op) in ops.iter().enumerate() {
             let pick = |i: usize, len: usize| i % len;
@@ -89,6 +145,22 @@ fn run(ops: &[Op], min_idle: usize, bypass: Option<Duration>) -> Result<(), Test
                         held.push(c);
                     }
                 }
+                Op::Queue { wait_ms } => {
+                    queued.extend(queue(&pool, *wait_ms, &got, &mut held).await);
+                }
+                Op::DropQueue(i) if !held.is_empty() => {
+                    drop(held.swap_remove(pick(*i, held.len())));
+                    queued.extend(queue(&pool, 60_000, &got, &mut held).await);
+                }
+                Op::Abort(i) if !queued.is_empty() => {
+                    let i = pick(*i, queued.len());
+                    queued.swap_remove(i).abort();
+                }
+                Op::DropAbort(i, j) if !held.is_empty() && !queued.is_empty() => {
+                    drop(held.swap_remove(pick(*i, held.len())));
+                    queued.swap_remove(pick(*j, queued.len())).abort();
+                }
+                Op::Abort(_) | Op::DropAbort(..) | Op::DropQueue(_) => {}
                 Op::TryGet => {
                     if let Ok(c) = pool.try_get() {
                         held.push(c);
@@ -135,6 +207,8 @@ fn run(ops: &[Op], min_idle: usize, bypass: Option<Duration>) -> Result<(), Test
                 Op::FailNextReset => fake.script_reset([Behavior::FAIL]),
             }
             settle().await;
+            held.append(&mut got.lock().unwrap());
+            queued.retain(|t| !t.is_finished());
             let s = pool.status();
             let ctx = format!("after step {step} {op:?}: {s:?}");
             prop_assert_eq!(s.idle + s.in_use + s.opening, s.size, "{}", ctx);
@@ -168,7 +242,12 @@ fn run(ops: &[Op], min_idle: usize, bypass: Option<Duration>) -> Result<(), Test
         fake.set_connect(Behavior::Ok);
         fake.set_validate(Behavior::Ok);
         fake.set_reset(Behavior::Ok);
+        for t in queued {
+            t.abort();
+        }
+        settle().await;
         drop(held);
+        drop(got.lock().unwrap().drain(..));
         settle().await;
         let s = pool.status();
         prop_assert_eq!((s.in_use, s.reclaimed, s.waiting), (0, 0, 0), "{:?}", s);

@@ -8,9 +8,11 @@
 //! - waiters are queued only while no connection is idle;
 //! - capacity freed while requests wait goes to the head of the queue (FIFO, no barging).
 
+pub(crate) mod cell;
 pub(crate) mod list;
 
 use std::panic::Location;
+use std::sync::Arc;
 use std::task::Waker;
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use tokio::time::Instant;
 use crate::manager::{CloseReason, ConnMeta};
 use crate::metrics::{HeldConn, Metrics, Status};
 use crate::sync::ThreadWaker;
+use cell::{GrantCell, Granted, Spares};
 use list::List;
 
 /// How to wake a queued request.
@@ -104,7 +107,11 @@ pub(crate) enum Grant<C, E> {
 
 #[derive(Debug)]
 struct Node<C, E> {
+    /// The grant, for a waiter without a cell; it stays stored (unlinked) until taken.
     grant: Option<Grant<C, E>>,
+    /// The owner's grant cell (async `Pool::get`): a grant goes there, the node is removed at
+    /// once, and the time from `queued_at` to the hand-over counts as waiting time.
+    cell: Option<Arc<GrantCell<C, E>>>,
     wake: Wake,
     holder: Holder,
     uid: u64,
@@ -126,13 +133,13 @@ struct Held {
 
 /// The result of [`State::acquire`].
 #[derive(Debug)]
-pub(crate) enum Acquire<C> {
+pub(crate) enum Acquire<C, E> {
     /// An idle connection, registered as held under `key`.
     Got(Idle<C>, usize),
     /// Capacity reserved: open a connection.
     Create,
-    /// Queued under this waiter key.
-    Wait(usize),
+    /// Queued under this waiter key, with the grant cell asked for.
+    Wait(usize, Option<Arc<GrantCell<C, E>>>),
     /// Nothing free and the caller may not wait.
     Full,
     /// Connects keep failing: fail fast.
@@ -170,7 +177,7 @@ pub(crate) type Closing<C> = (C, CloseReason);
 
 /// What polling a waiter yields: its grant with the instant of the hand-over, if one arrived, and
 /// a request to wake after unlocking.
-pub(crate) type Polled<C, E> = (Option<(Grant<C, E>, Instant)>, Option<Wake>);
+pub(crate) type Polled<C, E> = (Option<Granted<C, E>>, Option<Wake>);
 
 /// What a check-in leaves to do after unlocking.
 #[derive(Debug)]
@@ -212,6 +219,8 @@ pub(crate) struct State<C, E> {
     held: Slab<Held>,
     reclaimed: usize,
     waiters: List<Node<C, E>>,
+    /// Grant cells for reuse.
+    spares: Spares<C, E>,
     closed: bool,
     pub(crate) stats: Metrics,
     failures: u32,
@@ -244,6 +253,7 @@ impl<C, E> State<C, E> {
             held: Slab::new(),
             reclaimed: 0,
             waiters: List::new(),
+            spares: Spares::new(),
             closed: false,
             stats: Metrics::default(),
             failures: 0,
@@ -322,7 +332,8 @@ impl<C, E> State<C, E> {
         ask: Ask,
         deadline: impl FnOnce() -> Option<Instant>,
         wake: impl FnOnce() -> Wake,
-    ) -> Acquire<C> {
+        cell: bool,
+    ) -> Acquire<C, E> {
         let Ask {
             holder,
             may_wait,
@@ -350,14 +361,17 @@ impl<C, E> State<C, E> {
         }
         self.stats.waits += 1;
         let uid = self.uid();
-        Acquire::Wait(self.waiters.push_back(Node {
+        let cell = cell.then(|| self.spares.get());
+        let key = self.waiters.push_back(Node {
             grant: None,
+            cell: cell.clone(),
             wake: wake(),
             holder,
             uid,
             deadline: deadline(),
             queued_at: now,
-        }))
+        });
+        Acquire::Wait(key, cell)
     }
 
     /// Makes sure the sweeper will expire a waiter due at `deadline`.
@@ -416,6 +430,7 @@ impl<C, E> State<C, E> {
         let uid = self.uid();
         let key = self.waiters.insert_unlinked(Node {
             grant: None,
+            cell: None,
             wake: Wake::None,
             holder,
             uid,
@@ -461,7 +476,7 @@ impl<C, E> State<C, E> {
         if self.limits.queue_bypass.is_some() && !self.idle.is_empty() {
             // Woken under the queue bypass (or still in time): take an idle connection.
             let holder = node.holder;
-            self.waiters.remove(key);
+            self.unqueue(key);
             let idle = self.idle.pop_back().expect("an idle connection");
             let at = idle.meta.last_used;
             if let Some(since) = since {
@@ -476,6 +491,23 @@ impl<C, E> State<C, E> {
         (None, None)
     }
 
+    /// [`poll_waiter`](Self::poll_waiter) for a waiter with a grant cell, whose owner found the
+    /// cell empty before locking: a grant may have arrived since (the node is gone then).
+    pub(crate) fn poll_cell_waiter(
+        &mut self,
+        key: usize,
+        cell: &GrantCell<C, E>,
+        wake: impl FnOnce(&Wake) -> Option<Wake>,
+    ) -> Polled<C, E> {
+        match cell.take() {
+            Some(granted) => (Some(granted), None),
+            None => {
+                let since = self.waiters.get(key).map(|n| n.queued_at);
+                self.poll_waiter(key, since, wake)
+            }
+        }
+    }
+
     /// Removes a waiter that gives up (timeout, cancellation). A grant it had already received is
     /// passed on, so no capacity and no wake-up is lost.
     pub(crate) fn cancel_waiter(
@@ -486,8 +518,31 @@ impl<C, E> State<C, E> {
         if self.nudged == Some(key) {
             self.nudged = None;
         }
-        let node = self.waiters.remove(key);
-        match node.grant {
+        let node = self.unqueue(key);
+        self.pass_on(node.grant, now)
+    }
+
+    /// [`cancel_waiter`](Self::cancel_waiter) for a waiter with a grant cell: the grant is in the
+    /// cell if one arrived (the node is gone then), else the node is still queued.
+    pub(crate) fn cancel_cell_waiter(
+        &mut self,
+        key: usize,
+        cell: &GrantCell<C, E>,
+        now: Instant,
+    ) -> (Option<Wake>, Option<Closing<C>>) {
+        match cell.take() {
+            Some((grant, _)) => self.pass_on(Some(grant), now),
+            None => self.cancel_waiter(key, now),
+        }
+    }
+
+    /// Passes on what a waiter that gave up had received.
+    fn pass_on(
+        &mut self,
+        grant: Option<Grant<C, E>>,
+        now: Instant,
+    ) -> (Option<Wake>, Option<Closing<C>>) {
+        match grant {
             Some(Grant::Conn { idle, key }) => {
                 let r = self.checkin(key, idle, None, now);
                 (r.wake, r.closing)
@@ -502,13 +557,41 @@ impl<C, E> State<C, E> {
         }
     }
 
+    /// Grants waiter `key` (already unlinked, or never queued) and returns its wake-up, to run
+    /// after unlocking.
     fn give(&mut self, key: usize, grant: Grant<C, E>) -> Wake {
         let node = self
             .waiters
             .get_mut(key)
             .expect("granting to a removed waiter");
-        node.grant = Some(grant);
-        std::mem::replace(&mut node.wake, Wake::None)
+        if node.cell.is_none() {
+            node.grant = Some(grant);
+            return std::mem::replace(&mut node.wake, Wake::None);
+        }
+        if self.nudged == Some(key) {
+            self.nudged = None;
+        }
+        let mut node = self.waiters.remove(key);
+        let cell = node.cell.take().expect("checked above");
+        // A connection carries the instant it was handed over (its check-in), so the hot
+        // hand-off path reads no clock under the lock.
+        let at = match &grant {
+            Grant::Conn { idle, .. } => idle.meta.last_used,
+            _ => Instant::now(),
+        };
+        self.stats.wait_time += at.saturating_duration_since(node.queued_at);
+        cell.fill((grant, at));
+        self.spares.put(cell);
+        node.wake
+    }
+
+    /// Removes a waiter node that was not granted; its grant cell, if any, is kept for reuse.
+    fn unqueue(&mut self, key: usize) -> Node<C, E> {
+        let mut node = self.waiters.remove(key);
+        if let Some(cell) = node.cell.take() {
+            self.spares.put(cell);
+        }
+        node
     }
 
     /// Hands an available connection to the head of the queue, or makes it idle (returning its

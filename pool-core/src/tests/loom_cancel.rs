@@ -1,6 +1,6 @@
-//! Cancellation during a hand-over: an async request (its `WaitGrant`) that gives up after the
-//! connection was granted to it must pass the connection on, so no capacity and no wake-up is
-//! lost.
+//! Cancellation during a hand-over: an async request that gives up after the connection was
+//! granted to it (into its grant cell, `crate::core::cell`) must pass the connection on, so no
+//! capacity and no wake-up is lost.
 //!
 //! The async front end needs a runtime for its timeout and its background connects: the model
 //! enters a current-thread runtime, polls `Pool::get_timeout`'s future by hand with a no-op
