@@ -27,7 +27,7 @@ use crate::core::{Closing, Entry, Holder, Idle, State, Wake};
 use crate::guard::Pooled;
 use crate::manager::Manager;
 use crate::pool::Shared;
-use crate::sync::Mutex;
+use crate::sync::SlotMutex;
 
 /// A slot's contents.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ pub(crate) struct SlotCell<C> {
 /// One slot, on a cache line of its own.
 #[derive(Debug)]
 #[repr(align(128))]
-pub(crate) struct Slot<C>(Mutex<SlotCell<C>>);
+pub(crate) struct Slot<C>(SlotMutex<SlotCell<C>>);
 
 /// The slots of a pool: a power of two, about four per CPU, at most 64.
 pub(crate) fn slots<C>() -> Box<[Slot<C>]> {
@@ -51,7 +51,7 @@ pub(crate) fn slots<C>() -> Box<[Slot<C>]> {
     let n = (cpus * 4).next_power_of_two().clamp(4, 64);
     (0..n)
         .map(|_| {
-            Slot(Mutex::new(SlotCell {
+            Slot(SlotMutex::new(SlotCell {
                 owner: None,
                 parked: None,
                 lease: None,

@@ -2,8 +2,19 @@
 //! model-checked versions in the crate's own tests under `--cfg loom` (like tokio's `src/loom/`;
 //! loom is a dev-dependency, so a non-test build under `--cfg loom` keeps the real ones).
 //!
-//! - `Mutex`: `parking_lot::Mutex` (`.lock()` returns the guard); under loom a wrapper over
-//!   `loom::sync::Mutex` with the same API (a poisoned lock is taken as is).
+//! - `Mutex`: a wrapper over `std::sync::Mutex` whose `.lock()` returns the guard (a poisoned
+//!   lock is taken as is: the state behind it is updated by non-panicking code only); under
+//!   loom the same wrapper over `loom::sync::Mutex`.
+//!
+//! Why std's mutex and not `parking_lot`'s (used elsewhere in the workspace): the pool's lock is
+//! held for a few hundred instructions by every acquisition and check-in, and when every request
+//! queues, the runtime's workers contend for it all the time. `parking_lot` then falls back to
+//! `sched_yield` system calls after a few spins, std's futex mutex spins longer first; the
+//! hold-across-yield benchmark (`cargo bench -p pool-benches --bench core_overhead`, latency
+//! report) ran about 20 % faster with std's on the same build.
+//! - `SlotMutex`: `parking_lot::Mutex`, for the per-thread fast path's slots, which are short
+//!   critical sections a few threads at most share; with std's mutex there, the 32-thread
+//!   benchmark ran 2.5× slower. Under loom it is loom's, like `Mutex`.
 //! - `current`, `park_timeout`, `Thread`: `std::thread`'s; under loom `loom::thread`'s, and
 //!   `park_timeout` just parks: loom has no time, so models must never rely on a timeout firing.
 //!
@@ -11,12 +22,33 @@
 //! and no invariant depends on it), and tokio's primitives (spawn, timers, `Notify`) stay tokio's.
 
 #[cfg(not(all(test, loom)))]
-pub(crate) use parking_lot::Mutex;
+pub(crate) use self::std_mutex::Mutex;
+#[cfg(not(all(test, loom)))]
+pub(crate) use parking_lot::Mutex as SlotMutex;
 #[cfg(not(all(test, loom)))]
 pub(crate) use std::thread::{current, park_timeout, Thread};
 
 #[cfg(all(test, loom))]
-pub(crate) use self::mocked::{current, park_timeout, Mutex, Thread};
+pub(crate) use self::mocked::{current, park_timeout, Mutex, Mutex as SlotMutex, Thread};
+
+/// `std::sync::Mutex` with a `.lock()` that returns the guard.
+#[cfg(not(all(test, loom)))]
+mod std_mutex {
+    use std::sync::{MutexGuard, PoisonError};
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Mutex(std::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+}
 
 #[cfg(all(test, loom))]
 mod mocked {
