@@ -10,8 +10,9 @@
 //! - `scope/tasksN`: ours through the scope API (`pool.scope(async { pool.scoped().await })`).
 //! - `affinity/<pool>`: a single thread (or task) repeatedly gets and drops.
 //!
-//! After the criterion groups it prints p50/p99/max of single `get` latencies at 1, 16 and
-//! 256 tasks (hold variant) for every async pool (skip with `POOL_BENCH_LATENCY=0`).
+//! After the criterion groups it prints p50/p99/p99.9/max of single `get` latencies at 1, 16
+//! and 256 tasks (hold variant) for every async pool, the pools interleaved round by round, with
+//! ours' throughput as a ratio to each (skip with `POOL_BENCH_LATENCY=0`).
 
 use std::future::Future;
 use std::hint::black_box;
@@ -246,37 +247,29 @@ fn bench_affinity(c: &mut Criterion) {
 }
 
 /// Per-get latency at 1, 16 and 256 tasks (holding across one yield), printed as a table.
-fn latency_report(gets_per_run: u64) {
+///
+/// The pools run in turn, round after round (`rounds`, each `gets_per_round` gets per pool), so
+/// that drift on a shared machine hits all of them alike: each pool's latencies are merged over
+/// its rounds, its rate is the median of its rounds, and `ours ÷` is the median over rounds of
+/// ours' rate divided by this pool's in the same round (above 1: ours was faster).
+fn latency_report(rounds: usize, gets_per_round: u64) {
     let rt = runtime();
-    println!("\nlatency of one get (µs), tasks hold the connection across one yield, pool of {POOL_SIZE}, 2 workers");
     println!(
-        "{:<10} {:<9} {:>10} {:>9} {:>9} {:>9}",
-        "tasks", "pool", "gets/s", "p50", "p99", "max"
+        "\nlatency of one get (µs), tasks hold the connection across one yield, pool of {POOL_SIZE}, \
+         2 workers; {rounds} interleaved rounds of {gets_per_round} gets per pool"
+    );
+    println!(
+        "{:<6} {:<9} {:>10} {:>8} {:>8} {:>9} {:>9}  {:>7}",
+        "tasks", "pool", "gets/s", "p50", "p99", "p99.9", "max", "ours ÷"
     );
     let ours = noop::ours(POOL_SIZE);
     let dead = noop::deadpool(POOL_SIZE);
     let bb8 = rt.block_on(noop::bb8(POOL_SIZE));
     let mobc = noop::mobc(POOL_SIZE);
     for tasks in TASKS {
-        let measure = |name: &str, run: &dyn Fn(u64) -> Vec<hdrhistogram::Histogram<u64>>| {
-            let start = Instant::now();
-            let hists = run(gets_per_run);
-            let secs = start.elapsed().as_secs_f64();
-            let mut all = latency_histogram();
-            for h in hists {
-                all.add(&h).expect("same histogram settings");
-            }
-            let p = percentiles(&all);
-            #[allow(clippy::cast_precision_loss)]
-            let rate = gets_per_run as f64 / secs;
-            println!(
-                "{:<10} {:<9} {:>10.0} {:>9.2} {:>9.2} {:>9.1}",
-                tasks, name, rate, p.p50_us, p.p99_us, p.max_us
-            );
-        };
         macro_rules! timed_pool {
             ($pool:expr, |$p:ident| $get:expr) => {
-                |total: u64| {
+                |total: u64| -> Vec<hdrhistogram::Histogram<u64>> {
                     rt.block_on(async {
                         let handles: Vec<_> = (0..tasks)
                             .map(|i| {
@@ -305,11 +298,49 @@ fn latency_report(gets_per_run: u64) {
                 }
             };
         }
-        measure("ours", &timed_pool!(ours, |p| p.get().await));
-        measure("deadpool", &timed_pool!(dead, |p| p.get().await));
-        measure("bb8", &timed_pool!(bb8, |p| p.get().await));
-        measure("mobc", &timed_pool!(mobc, |p| p.get().await));
+        type Run<'a> = Box<dyn Fn(u64) -> Vec<hdrhistogram::Histogram<u64>> + 'a>;
+        let pools: [(&str, Run<'_>); 4] = [
+            ("ours", Box::new(timed_pool!(ours, |p| p.get().await))),
+            ("deadpool", Box::new(timed_pool!(dead, |p| p.get().await))),
+            ("bb8", Box::new(timed_pool!(bb8, |p| p.get().await))),
+            ("mobc", Box::new(timed_pool!(mobc, |p| p.get().await))),
+        ];
+        let mut hists: Vec<_> = pools.iter().map(|_| latency_histogram()).collect();
+        let mut rates: Vec<Vec<f64>> = pools.iter().map(|_| Vec::new()).collect();
+        for _ in 0..rounds {
+            for (i, (_, run)) in pools.iter().enumerate() {
+                let start = Instant::now();
+                for h in run(gets_per_round) {
+                    hists[i].add(&h).expect("same histogram settings");
+                }
+                #[allow(clippy::cast_precision_loss)]
+                rates[i].push(gets_per_round as f64 / start.elapsed().as_secs_f64());
+            }
+        }
+        for (i, (name, _)) in pools.iter().enumerate() {
+            let p = percentiles(&hists[i]);
+            #[allow(clippy::cast_precision_loss)]
+            let p999_us = hists[i].value_at_quantile(0.999) as f64 / 1_000.0;
+            let ratios: Vec<f64> = rates[0].iter().zip(&rates[i]).map(|(o, t)| o / t).collect();
+            println!(
+                "{:<6} {:<9} {:>10.0} {:>8.2} {:>8.2} {:>9.2} {:>9.1}  {:>6.3}×",
+                tasks,
+                name,
+                median(&rates[i]),
+                p.p50_us,
+                p.p99_us,
+                p999_us,
+                p.max_us,
+                median(&ratios)
+            );
+        }
     }
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 criterion_group! {
@@ -327,7 +358,11 @@ fn main() {
     let quick = args.iter().any(|a| a == "--test");
     benches();
     if !listing && std::env::var("POOL_BENCH_LATENCY").as_deref() != Ok("0") {
-        latency_report(if quick { 1_000 } else { 200_000 });
+        if quick {
+            latency_report(1, 1_000);
+        } else {
+            latency_report(5, 200_000);
+        }
     }
     Criterion::default().configure_from_args().final_summary();
 }
