@@ -64,6 +64,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) parked: AtomicUsize,
     pub(crate) fast: AtomicBool,
     pub(crate) fast_gets: AtomicU64,
+    /// Task and thread scopes' slots for reuse (see `crate::scope`).
+    pub(crate) scope_slots: crate::scope::Spares<M>,
 }
 
 /// Which front end drives an acquisition.
@@ -199,6 +201,7 @@ impl<M: Manager> Pool<M> {
             parked: AtomicUsize::new(0),
             fast: AtomicBool::new(false),
             fast_gets: AtomicU64::new(0),
+            scope_slots: crate::scope::Spares::default(),
         });
         reaper::start(&shared);
         Pool { shared }

@@ -11,16 +11,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
 use crate::error::PoolError;
 use crate::guard::Pooled;
 use crate::manager::Manager;
-use crate::pool::Pool;
+use crate::pool::{Pool, Shared};
 
+/// A scope's slot of one pool, under the pool's uid.
 type Entry = (u64, Arc<dyn Any + Send + Sync>);
 
+/// The scopes a task is in, innermost last: two pools' scopes fit without allocating.
+type Entries = SmallVec<[Entry; 2]>;
+
 tokio::task_local! {
-    static TASK_SCOPES: Vec<Entry>;
+    static TASK_SCOPES: Entries;
 }
 
 thread_local! {
@@ -33,13 +38,56 @@ struct Slot<M: Manager> {
     busy: AtomicBool,
 }
 
+/// Spare slots kept per pool; more are freed.
+const SPARE_SLOTS: usize = 64;
+
+/// A pool's slots for reuse, so that a scope allocates nothing in steady state.
+pub(crate) struct Spares<M: Manager>(Mutex<Vec<Arc<Slot<M>>>>);
+
+impl<M: Manager> Default for Spares<M> {
+    fn default() -> Self {
+        Spares(Mutex::new(Vec::new()))
+    }
+}
+
 impl<M: Manager> Slot<M> {
-    fn entry(uid: u64) -> Entry {
-        let slot: Arc<Slot<M>> = Arc::new(Slot {
-            conn: Mutex::new(None),
-            busy: AtomicBool::new(false),
-        });
-        (uid, slot)
+    /// An empty slot for a new scope of the pool behind `shared`.
+    fn new_in(shared: &Shared<M>) -> Arc<Slot<M>> {
+        shared.scope_slots.0.lock().pop().unwrap_or_else(|| {
+            Arc::new(Slot {
+                conn: Mutex::new(None),
+                busy: AtomicBool::new(false),
+            })
+        })
+    }
+
+    /// The scope ended: its connection goes back to the pool, and the slot to the spares unless
+    /// a borrow that outlived the scope still holds it (it then frees the slot when dropped).
+    fn retire(slot: Arc<Slot<M>>, shared: &Shared<M>) {
+        if Arc::strong_count(&slot) != 1 || Arc::weak_count(&slot) != 0 {
+            return;
+        }
+        // Nobody else can reach it any more: empty it, outside the spares' lock.
+        drop(slot.conn.lock().take());
+        slot.busy.store(false, Ordering::Release);
+        let mut spares = shared.scope_slots.0.lock();
+        if spares.len() < SPARE_SLOTS {
+            spares.push(slot);
+        }
+    }
+}
+
+/// Retires a scope's slot when the scope ends, also when its future is dropped.
+struct Retire<'a, M: Manager> {
+    slot: Option<Arc<Slot<M>>>,
+    shared: &'a Shared<M>,
+}
+
+impl<M: Manager> Drop for Retire<'_, M> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            Slot::retire(slot, self.shared);
+        }
     }
 }
 
@@ -119,7 +167,8 @@ impl<M: Manager> Pool<M> {
     /// Runs `fut` in a connection scope of this pool (a task scope): code at any depth inside it
     /// gets the scope's connection from [`scoped`](Pool::scoped) without it being passed down.
     /// The connection is opened on first use and returned when the scope ends, also when the
-    /// future is dropped; a nested scope of the same pool reuses the outer connection.
+    /// future is dropped; a nested scope of the same pool reuses the outer connection. In steady
+    /// state a scope allocates nothing: the pool recycles its slots.
     ///
     /// ```
     /// # use pool_core::{Manager, Pool, Pooled};
@@ -146,13 +195,20 @@ impl<M: Manager> Pool<M> {
     /// ```
     pub async fn scope<F: Future>(&self, fut: F) -> F::Output {
         let uid = self.uid();
-        let current = TASK_SCOPES.try_with(|v| v.clone()).unwrap_or_default();
+        let current = TASK_SCOPES.try_with(Clone::clone).unwrap_or_default();
         if current.iter().any(|(id, _)| *id == uid) {
             return fut.await;
         }
+        let slot = Slot::new_in(&self.shared);
         let mut entries = current;
-        entries.push(Slot::<M>::entry(uid));
-        TASK_SCOPES.scope(entries, fut).await
+        entries.push((uid, slot.clone()));
+        // Declared first, dropped last: after the task-local future and its entries are gone.
+        let _retire = Retire {
+            slot: Some(slot),
+            shared: &self.shared,
+        };
+        let out = TASK_SCOPES.scope(entries, fut).await;
+        out
     }
 
     /// The current task scope's connection, opened on first use.
@@ -183,20 +239,32 @@ impl<M: Manager> Pool<M> {
         if nested {
             return f();
         }
-        THREAD_SCOPES.with(|s| s.borrow_mut().push(Slot::<M>::entry(uid)));
-        struct Pop(u64);
-        impl Drop for Pop {
+        let slot = Slot::new_in(&self.shared);
+        THREAD_SCOPES.with(|s| s.borrow_mut().push((uid, slot.clone())));
+        /// Ends the thread scope, also when `f` panics: removes its entry, then retires the
+        /// slot (which returns the connection to the pool), both outside the RefCell borrow.
+        struct Pop<'a, M: Manager>(Retire<'a, M>, u64);
+        impl<M: Manager> Drop for Pop<'_, M> {
             fn drop(&mut self) {
+                let uid = self.1;
                 let entry = THREAD_SCOPES.with(|s| {
                     let mut s = s.borrow_mut();
-                    let i = s.iter().rposition(|(id, _)| *id == self.0)?;
+                    let i = s.iter().rposition(|(id, _)| *id == uid)?;
                     Some(s.remove(i))
                 });
-                // The connection goes back to the pool here, outside the RefCell borrow.
                 drop(entry);
+                if let Some(slot) = self.0.slot.take() {
+                    Slot::retire(slot, self.0.shared);
+                }
             }
         }
-        let _pop = Pop(uid);
+        let _pop = Pop(
+            Retire {
+                slot: Some(slot),
+                shared: &self.shared,
+            },
+            uid,
+        );
         f()
     }
 

@@ -159,6 +159,49 @@ async fn aborting_the_task_of_a_scope_releases_the_connection() {
     assert_invariants(&pool);
 }
 
+/// Scopes reuse their pool's slots: a later scope starts empty (the earlier scope's connection
+/// went back to the pool), and a borrow that outlives its scope keeps its slot, and its
+/// connection, out of reuse until it is dropped.
+#[tokio::test(start_paused = true)]
+async fn recycled_scope_slots_start_empty_and_escaped_borrows_keep_theirs() {
+    let (pool, fake) = pool(2);
+    for _ in 0..3 {
+        pool.scope(async {
+            let c = pool.scoped().await.unwrap();
+            assert_eq!(pool.status().in_use, 1);
+            drop(c);
+        })
+        .await;
+        let s = pool.status();
+        assert_eq!(
+            (s.in_use, s.idle),
+            (0, 1),
+            "returned at the end of each scope: {s:?}"
+        );
+        // A new scope has no connection until it asks for one.
+        pool.scope(async { assert_eq!(pool.status().in_use, 0) })
+            .await;
+    }
+    assert_eq!(fake.connects(), 1);
+    // A borrow taken out of its scope.
+    let escaped = pool.scope(async { pool.scoped().await.unwrap() }).await;
+    let kept = conn_id(&escaped);
+    assert_eq!(pool.status().in_use, 1, "held by the escaped borrow");
+    // Scopes meanwhile get other slots: another connection, and the escaped one stays put.
+    let other = pool
+        .scope(async { conn_id(&pool.scoped().await.unwrap()) })
+        .await;
+    assert_ne!(other, kept);
+    assert_eq!(conn_id(&escaped), kept);
+    assert_eq!(pool.status().in_use, 1);
+    // Dropped, it gives the connection back to its (ended) scope's slot, which returns it.
+    drop(escaped);
+    let s = pool.status();
+    assert_eq!((s.in_use, s.idle, s.size), (0, 2, 2), "{s:?}");
+    assert_invariants(&pool);
+    assert_accounting(&pool);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_broken_scoped_connection_is_replaced() {
     let (pool, fake) = pool(2);
