@@ -12,7 +12,8 @@
 //!
 //! After the criterion groups it prints p50/p99/p99.9/max of single `get` latencies at 1, 16
 //! and 256 tasks (hold variant) for every async pool, the pools interleaved round by round, with
-//! ours' throughput as a ratio to each (skip with `POOL_BENCH_LATENCY=0`).
+//! ours' throughput as a ratio to each: `POOL_BENCH_ROUNDS` rounds (default 9) of 100 000 gets
+//! per pool (skip with `POOL_BENCH_LATENCY=0`).
 
 use std::future::Future;
 use std::hint::black_box;
@@ -361,7 +362,11 @@ fn main() {
         if quick {
             latency_report(1, 1_000);
         } else {
-            latency_report(5, 200_000);
+            let rounds = std::env::var("POOL_BENCH_ROUNDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(9);
+            latency_report(rounds, 100_000);
         }
     }
     Criterion::default().configure_from_args().final_summary();
