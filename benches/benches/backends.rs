@@ -13,7 +13,7 @@
 //! - `sqlite/tasks8/<x>` and `sqlite/threads4/<x>`: a point read on a 10 000-row table: ours
 //!   (`interact` / `get_blocking` + `lock`), deadpool-sqlite, r2d2_sqlite.
 //!
-//! After the criterion groups, each live-server group also prints an *interleaved* report: the
+//! After the criterion groups, each group also prints an *interleaved* report: the
 //! contenders run in turn, round after round, and each is given as a ratio to ours within the
 //! same round (criterion runs them minutes apart, and on a shared machine the drift between
 //! those minutes is larger than the differences between pools). `POOL_BENCH_ROUNDS` sets the
@@ -109,15 +109,17 @@ macro_rules! pooled {
     }};
 }
 
-/// The criterion group `{group}/tasks{tasks}`, one benchmark per variant.
+/// The criterion group `{group}/{unit}{tasks}` (`unit`: tasks or threads), one benchmark per
+/// variant.
 fn criterion_group_of(
     c: &mut Criterion,
     rt: &Runtime,
     group: &str,
+    unit: &str,
     tasks: usize,
     variants: &[Variant],
 ) {
-    let mut g = c.benchmark_group(format!("{group}/tasks{tasks}"));
+    let mut g = c.benchmark_group(format!("{group}/{unit}{tasks}"));
     g.throughput(Throughput::Elements(1));
     for v in variants {
         g.bench_function(v.name, |b| {
@@ -177,7 +179,7 @@ fn interleaved_rounds(group: &str) -> usize {
 /// machine that drift is larger than the differences between pools, while the contenders of one
 /// round here ran seconds apart. The first round only warms up and sizes the rounds (about
 /// 0.8 s per contender each).
-fn interleaved(rt: &Runtime, group: &str, tasks: usize, variants: &[Variant]) {
+fn interleaved(rt: &Runtime, group: &str, unit: &str, tasks: usize, variants: &[Variant]) {
     let rounds = interleaved_rounds(group);
     if rounds == 0 || variants.is_empty() {
         return;
@@ -202,7 +204,8 @@ fn interleaved(rt: &Runtime, group: &str, tasks: usize, variants: &[Variant]) {
         (v[v.len() / 2], v[0], v[v.len() - 1])
     };
     println!(
-        "\n{group}/tasks{tasks}, interleaved: {rounds} rounds, {CONNS} connections, 2 workers"
+        "\n{group}/{unit}{tasks}, interleaved: {rounds} rounds, {CONNS} connections{}",
+        if unit == "tasks" { ", 2 workers" } else { "" }
     );
     println!(
         "{:<20} {:>12} {:>14} {:>16}",
@@ -345,10 +348,10 @@ fn bench_postgres(c: &mut Criterion) {
         }),
     ];
     for tasks in TASKS {
-        criterion_group_of(c, &rt, "postgres", tasks, &variants);
+        criterion_group_of(c, &rt, "postgres", "tasks", tasks, &variants);
     }
     for tasks in TASKS {
-        interleaved(&rt, "postgres", tasks, &variants);
+        interleaved(&rt, "postgres", "tasks", tasks, &variants);
     }
     println!("postgres: our pool after the runs: {:?}", ours.metrics());
 }
@@ -439,10 +442,10 @@ fn bench_mysql(c: &mut Criterion) {
         }),
     ];
     for tasks in TASKS {
-        criterion_group_of(c, &rt, "mysql", tasks, &variants);
+        criterion_group_of(c, &rt, "mysql", "tasks", tasks, &variants);
     }
     for tasks in TASKS {
-        interleaved(&rt, "mysql", tasks, &variants);
+        interleaved(&rt, "mysql", "tasks", tasks, &variants);
     }
     println!("mysql: our pool after the runs: {:?}", ours.metrics());
     drop(variants);
@@ -520,84 +523,89 @@ fn bench_sqlite(c: &mut Criterion) {
         .expect("r2d2 pool");
     let key = |i: u64| i64::try_from(i % ROWS as u64).unwrap_or(0) + 1;
 
+    // Tasks: each operation a point read through the pool's way of running blocking work.
     let tasks = 8;
-    let mut g = c.benchmark_group(format!("sqlite/tasks{tasks}"));
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("ours", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            spread(tasks, iters, |_, n| {
-                let pool = ours.clone();
-                async move {
-                    for i in 0..n {
-                        let conn = pool.get().await.expect("get");
-                        let k = key(i);
-                        conn.interact(move |c| read(c, k)).await.expect("interact");
-                    }
-                }
-            })
-        })
-    });
-    g.bench_function("deadpool-sqlite", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            spread(tasks, iters, |_, n| {
-                let pool = dead.clone();
-                async move {
-                    for i in 0..n {
-                        let conn = pool.get().await.expect("get");
-                        let k = key(i);
-                        conn.interact(move |c| read(c, k)).await.expect("interact");
-                    }
-                }
-            })
-        })
-    });
-    g.bench_function("r2d2_sqlite", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            spread(tasks, iters, |_, n| {
-                let pool = r2d2.clone();
-                async move {
-                    for i in 0..n {
-                        let pool = pool.clone();
-                        tokio::task::spawn_blocking(move || {
-                            read(&pool.get().expect("get"), key(i))
-                        })
-                        .await
-                        .expect("blocking task");
-                    }
-                }
-            })
-        })
-    });
-    g.finish();
+    let variants = vec![
+        sqlite_tasks("ours", &ours, move |pool, i| async move {
+            let conn = pool.get().await.expect("get");
+            let k = key(i);
+            conn.interact(move |c| read(c, k)).await.expect("interact");
+        }),
+        sqlite_tasks("deadpool-sqlite", &dead, move |pool, i| async move {
+            let conn = pool.get().await.expect("get");
+            let k = key(i);
+            conn.interact(move |c| read(c, k)).await.expect("interact");
+        }),
+        sqlite_tasks("r2d2_sqlite", &r2d2, move |pool, i| async move {
+            tokio::task::spawn_blocking(move || read(&pool.get().expect("get"), key(i)))
+                .await
+                .expect("blocking task");
+        }),
+    ];
+    criterion_group_of(c, &rt, "sqlite", "tasks", tasks, &variants);
 
+    // Threads: blocking gets from plain OS threads (the future only starts and joins them).
     let threads = 4;
-    let mut g = c.benchmark_group(format!("sqlite/threads{threads}"));
-    g.throughput(Throughput::Elements(1));
-    let run_threads = |iters: u64, f: &(dyn Fn(i64) + Sync)| {
-        let start = Instant::now();
-        std::thread::scope(|s| {
-            for t in 0..threads {
-                s.spawn(move || {
-                    for i in 0..share(iters, threads, t) {
-                        f(key(i));
-                    }
-                });
+    let thread_variants = vec![
+        sqlite_threads("ours", &ours, move |pool, i| {
+            let conn = pool.get_blocking().expect("get");
+            read(&conn.lock(), key(i));
+        }),
+        sqlite_threads("r2d2_sqlite", &r2d2, move |pool, i| {
+            read(&pool.get().expect("get"), key(i));
+        }),
+    ];
+    criterion_group_of(c, &rt, "sqlite", "threads", threads, &thread_variants);
+
+    interleaved(&rt, "sqlite", "tasks", tasks, &variants);
+    interleaved(&rt, "sqlite", "threads", threads, &thread_variants);
+}
+
+/// A SQLite [`Variant`] on tasks: each task runs `op(its pool clone, i)` for its share of `i`.
+fn sqlite_tasks<P, F, Fut>(name: &'static str, pool: &P, op: F) -> Variant
+where
+    P: Clone + Send + 'static,
+    F: Fn(P, u64) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let pool = pool.clone();
+    variant(name, move |tasks, iters| {
+        let pool = pool.clone();
+        spread(tasks, iters, move |_, n| {
+            let pool = pool.clone();
+            async move {
+                for i in 0..n {
+                    op(pool.clone(), i).await;
+                }
             }
-        });
-        start.elapsed()
-    };
-    g.bench_function("ours", |b| {
-        b.iter_custom(|iters| {
-            run_threads(iters, &|k| {
-                let conn = ours.get_blocking().expect("get");
-                read(&conn.lock(), k);
-            })
         })
-    });
-    g.bench_function("r2d2_sqlite", |b| {
-        b.iter_custom(|iters| run_threads(iters, &|k| read(&r2d2.get().expect("get"), k)))
-    });
-    g.finish();
+    })
+}
+
+/// A SQLite [`Variant`] on OS threads: each thread runs `op(&pool, i)` for its share of `i`.
+fn sqlite_threads<P, F>(name: &'static str, pool: &P, op: F) -> Variant
+where
+    P: Sync + Send + Clone + 'static,
+    F: Fn(&P, u64) + Copy + Send + Sync + 'static,
+{
+    let pool = pool.clone();
+    variant(name, move |threads, iters| {
+        let pool = pool.clone();
+        async move {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..threads {
+                    let pool = &pool;
+                    s.spawn(move || {
+                        for i in 0..share(iters, threads, t) {
+                            op(pool, i);
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        }
+    })
 }
 
 criterion_group! {
