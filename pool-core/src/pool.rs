@@ -443,7 +443,7 @@ impl<M: Manager> Drop for Get<M> {
             // Under the lock: removes the node, or passes on a grant that arrived.
             let now = Instant::now();
             let (wake, closing) = {
-                let mut st = self.shared.state.lock();
+                let mut st = self.shared.state.lock_spinning();
                 match &self.cell {
                     Some(cell) => st.cancel_cell_waiter(key, cell, now),
                     None => st.cancel_waiter(key, now),
@@ -537,19 +537,22 @@ impl<M: Manager> Get<M> {
         let shared = &self.shared;
         // Granted: the grant is in the cell, taken without the lock. Else lock to look again (a
         // grant may arrive meanwhile) and store this task's waker.
-        let (grant, next) = match self.cell.as_deref() {
-            Some(cell) => match cell.take() {
-                Some(granted) => (Some(granted), None),
-                None => shared
-                    .state
-                    .lock()
-                    .poll_cell_waiter(key, cell, task_wake(cx.waker())),
-            },
-            None => shared
-                .state
-                .lock()
-                .poll_waiter(key, Some(start), task_wake(cx.waker())),
-        };
+        let (grant, next) =
+            match self.cell.as_deref() {
+                Some(cell) => match cell.take() {
+                    Some(granted) => (Some(granted), None),
+                    None => shared.state.lock_spinning().poll_cell_waiter(
+                        key,
+                        cell,
+                        task_wake(cx.waker()),
+                    ),
+                },
+                None => shared.state.lock_spinning().poll_waiter(
+                    key,
+                    Some(start),
+                    task_wake(cx.waker()),
+                ),
+            };
         shared.after_unlock(next, None);
         match grant {
             None => {
@@ -800,7 +803,7 @@ impl<M: Manager> Shared<M> {
         let mut sweeper = Sweeper::Armed;
         let mut flushed = Vec::new();
         let decision = {
-            let mut st = self.state.lock();
+            let mut st = self.lock_state(waker.is_some());
             if count {
                 st.stats.gets += 1;
             }
@@ -1285,6 +1288,15 @@ impl<M: Manager> Shared<M> {
         std::mem::forget(gone);
     }
 
+    /// Locks the pool's state; `spin`: the caller is a tokio task (see `crate::sync::Mutex`).
+    fn lock_state(&self, spin: bool) -> crate::sync::MutexGuard<'_, StateOf<M>> {
+        if spin {
+            self.state.lock_spinning()
+        } else {
+            self.state.lock()
+        }
+    }
+
     /// Check-in from a guard's `Drop`. `lease`: the thread slot the guard's connection was lent
     /// from (the per-thread fast path), which it is parked in again when it is clean and the
     /// fast path is open.
@@ -1318,7 +1330,7 @@ impl<M: Manager> Shared<M> {
             }
         }
         let (r, closed, conn_id) = {
-            let mut st = self.state.lock();
+            let mut st = self.lock_state(tokio::task::try_id().is_some());
             if let Some(i) = lease {
                 self.end_lease(&mut st, i, key);
             }

@@ -2,19 +2,11 @@
 //! model-checked versions in the crate's own tests under `--cfg loom` (like tokio's `src/loom/`;
 //! loom is a dev-dependency, so a non-test build under `--cfg loom` keeps the real ones).
 //!
-//! - `Mutex`: a wrapper over `std::sync::Mutex` whose `.lock()` returns the guard (a poisoned
-//!   lock is taken as is: the state behind it is updated by non-panicking code only); under
-//!   loom the same wrapper over `loom::sync::Mutex`.
-//!
-//! Why std's mutex and not `parking_lot`'s (used elsewhere in the workspace): the pool's lock is
-//! held for a few hundred instructions by every acquisition and check-in, and when every request
-//! queues, the runtime's workers contend for it all the time. `parking_lot` then falls back to
-//! `sched_yield` system calls after a few spins, std's futex mutex spins longer first; the
-//! hold-across-yield benchmark (`cargo bench -p pool-benches --bench core_overhead`, latency
-//! report) ran about 20 % faster with std's on the same build.
-//! - `SlotMutex`: `parking_lot::Mutex`, for the per-thread fast path's slots, which are short
-//!   critical sections a few threads at most share; with std's mutex there, the 32-thread
-//!   benchmark ran 2.5× slower. Under loom it is loom's, like `Mutex`.
+//! - `Mutex`: the pool's lock, `parking_lot::Mutex` with one more way in, `lock_spinning`,
+//!   for callers that are tokio tasks; under loom a wrapper over `loom::sync::Mutex` with the
+//!   same API (a poisoned lock is taken as is, and `lock_spinning` is `lock`).
+//! - `SlotMutex`: `parking_lot::Mutex`, for the per-thread fast path's slots and other short,
+//!   rarely contended sections; loom's under loom.
 //! - `current`, `park_timeout`, `Thread`: `std::thread`'s; under loom `loom::thread`'s, and
 //!   `park_timeout` just parks: loom has no time, so models must never rely on a timeout firing.
 //!
@@ -22,30 +14,90 @@
 //! and no invariant depends on it), and tokio's primitives (spawn, timers, `Notify`) stay tokio's.
 
 #[cfg(not(all(test, loom)))]
-pub(crate) use self::std_mutex::Mutex;
+pub(crate) use self::spin_mutex::Mutex;
+#[cfg(all(test, loom))]
+pub(crate) use loom::sync::MutexGuard;
 #[cfg(not(all(test, loom)))]
 pub(crate) use parking_lot::Mutex as SlotMutex;
+#[cfg(not(all(test, loom)))]
+pub(crate) use parking_lot::MutexGuard;
 #[cfg(not(all(test, loom)))]
 pub(crate) use std::thread::{current, park_timeout, Thread};
 
 #[cfg(all(test, loom))]
 pub(crate) use self::mocked::{current, park_timeout, Mutex, Mutex as SlotMutex, Thread};
 
-/// `std::sync::Mutex` with a `.lock()` that returns the guard.
+/// The pool's lock: `parking_lot::Mutex`, plus a bounded spin for tokio tasks.
+///
+/// When every request queues, the runtime's workers take the pool's lock for every acquisition
+/// and check-in, each holding it for a few hundred instructions, and contend for it all the
+/// time. `parking_lot` soon falls back to `sched_yield` and parking there, and a worker that
+/// yields or parks loses far more than the lock holder needs to finish. `lock_spinning` first
+/// spins (reading the lock before trying it) for about as long as a critical section lasts,
+/// by at most one caller fewer than the machine has CPUs, so spinners never take every CPU
+/// from the lock holder; the rest park as usual. Tasks use it: a runtime has about one worker
+/// per CPU. OS threads (the blocking front end) use plain `lock`: they can be many more than the
+/// CPUs, and spinning only slowed them (32 threads on 2 CPUs in `core_overhead`).
+///
+/// Measured with `cargo bench -p pool-benches --bench core_overhead` (the interleaved latency
+/// report, tasks holding across a yield): with plain `parking_lot` ours ran at 0.99–1.01× of
+/// deadpool in scratch A/B runs, with `lock_spinning` at 1.02–1.05×; `std::sync::Mutex` (which
+/// spins before its futex wait) did as well for tasks but made `threads32` 2–4× slower.
 #[cfg(not(all(test, loom)))]
-mod std_mutex {
-    use std::sync::{MutexGuard, PoisonError};
+mod spin_mutex {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+
+    use parking_lot::MutexGuard;
+
+    /// Spin iterations before parking (each a `spin_loop` hint and a load).
+    const SPINS: u32 = 100;
+
+    /// At most this many callers spin at once: the CPUs less one (at least one).
+    fn max_spinners() -> usize {
+        static MAX: OnceLock<usize> = OnceLock::new();
+        *MAX.get_or_init(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        })
+    }
 
     #[derive(Debug, Default)]
-    pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+    pub(crate) struct Mutex<T> {
+        lock: parking_lot::Mutex<T>,
+        spinners: AtomicUsize,
+    }
 
     impl<T> Mutex<T> {
         pub(crate) const fn new(value: T) -> Self {
-            Mutex(std::sync::Mutex::new(value))
+            Mutex {
+                lock: parking_lot::Mutex::new(value),
+                spinners: AtomicUsize::new(0),
+            }
         }
 
+        /// Locks, parking at once when contended (after `parking_lot`'s own short spin).
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-            self.0.lock().unwrap_or_else(PoisonError::into_inner)
+            self.lock.lock()
+        }
+
+        /// Locks, spinning a while first when contended (for tokio tasks).
+        pub(crate) fn lock_spinning(&self) -> MutexGuard<'_, T> {
+            if let Some(g) = self.lock.try_lock() {
+                return g;
+            }
+            if self.spinners.fetch_add(1, Ordering::Relaxed) < max_spinners() {
+                for _ in 0..SPINS {
+                    std::hint::spin_loop();
+                    if !self.lock.is_locked() {
+                        if let Some(g) = self.lock.try_lock() {
+                            self.spinners.fetch_sub(1, Ordering::Relaxed);
+                            return g;
+                        }
+                    }
+                }
+            }
+            self.spinners.fetch_sub(1, Ordering::Relaxed);
+            self.lock.lock()
         }
     }
 }
@@ -69,6 +121,10 @@ mod mocked {
             self.0
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+
+        pub(crate) fn lock_spinning(&self) -> loom::sync::MutexGuard<'_, T> {
+            self.lock()
         }
 
         pub(crate) fn try_lock(&self) -> Option<loom::sync::MutexGuard<'_, T>> {
