@@ -213,3 +213,39 @@ fn loom_fast_checkout_races_flush() {
         check_usable_then_drop(pool);
     });
 }
+
+/// Pool of 2: one connection parked with this thread, the other idle in the core. Another thread,
+/// whose own slot is empty, borrows the parked one from this thread's slot while this thread
+/// takes it back itself: exactly one of them gets it, the other gets the idle one, nobody waits,
+/// and both connections end up back (parked or idle), never lost to a slot.
+#[test]
+fn loom_borrowed_slot_races_its_owner() {
+    model(|| {
+        let (pool, _) = pool(2);
+        {
+            let (a, b) = (get(&pool), get(&pool));
+            drop(a); // parked with this thread
+            drop(b); // this thread's slot is taken: idle in the core
+        }
+        let b = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                let conn = get(&pool);
+                assert_live(&pool, &conn);
+                *conn
+            })
+        };
+        let mine = get(&pool);
+        let theirs = b.join().unwrap();
+        assert_ne!(*mine, theirs, "one connection handed out twice");
+        drop(mine);
+        let s = check_quiescent(&pool);
+        assert_eq!((s.size, s.idle), (2, 2), "{s:?}");
+        assert_eq!(
+            pool.manager().0.connects(),
+            2,
+            "a third connection was opened"
+        );
+        check_usable_then_drop(pool);
+    });
+}

@@ -147,6 +147,12 @@ pub(super) fn assert_live(pool: &Pool<Counting>, conn: &Pooled<Counting>) {
 /// every connection the manager opened is either counted in `size` or was closed exactly once.
 #[track_caller]
 pub(super) fn check_quiescent(pool: &Pool<Counting>) -> Status {
+    // Each connection a slot owns is owned by that slot alone.
+    let mut owners = pool.shared.slot_owners();
+    let owned = owners.len();
+    owners.sort_unstable();
+    owners.dedup();
+    assert_eq!(owners.len(), owned, "a connection owned by two slots");
     // Connections parked with threads (the fast path) go back to the core first.
     let s = pool.shared.with_flushed(|st| {
         st.check_invariants();
