@@ -6,9 +6,7 @@
 //! *parked* in the slot (idle, counted by [`Shared::parked`]) or *lent* from it to a guard (the
 //! slot records who has it). A checkout takes the parked connection of its thread's slot, and the
 //! guard's drop parks it there again: two uncontended locks of a slot no other thread normally
-//! touches, instead of two round trips through the pool's lock and its lists. When that slot's
-//! connection is lent out (more threads than slots share the pool), the checkout borrows one
-//! parked in one of the next few slots instead, lent from and returned to that slot.
+//! touches, instead of two round trips through the pool's lock and its lists.
 //!
 //! The fast path runs only while [`Shared::fast`] is raised: nobody waits, the pool is open and
 //! not over its size, and no `min_idle` is kept (see `State::fast_ok`). The flag is written under
@@ -94,9 +92,6 @@ pub(crate) fn reset_thread_numbers() {
     LOOM_NEXT_THREAD.with(|n| n.set(0));
 }
 
-/// How many slots a checkout looks at for a parked connection: its own, then the next ones.
-const SLOTS_PROBED: usize = 8;
-
 /// What moving parked connections back into the core left to do after unlocking.
 pub(crate) type Flushed<C> = Vec<(Option<Wake>, Option<Closing<C>>)>;
 
@@ -119,7 +114,13 @@ impl<M: Manager> Shared<M> {
         if !self.fast.load(Ordering::Acquire) || self.parked.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let (i, mut entry, key) = self.lend_parked(holder, now)?;
+        let i = self.slot_index();
+        let (mut entry, key) = {
+            let mut cell = self.slots[i].0.try_lock()?;
+            let entry = cell.parked.take()?;
+            cell.lease = Some((holder, now));
+            (entry, cell.owner.expect("a parked connection has an owner"))
+        };
         self.parked.fetch_sub(1, Ordering::Relaxed);
         self.fast_gets.fetch_add(1, Ordering::Relaxed);
         let Entry { conn, meta, .. } = &mut *entry;
@@ -143,35 +144,6 @@ impl<M: Manager> Shared<M> {
     #[cfg(test)]
     pub(crate) fn slot_owners(&self) -> Vec<usize> {
         self.slots.iter().filter_map(|s| s.0.lock().owner).collect()
-    }
-
-    /// Lends a parked connection: this thread's, else (its slot busy or its connection lent out,
-    /// as when more threads than connections share the pool) one parked in one of the next few
-    /// slots, which stays owned by that slot and is parked there again on return. Without this,
-    /// such a checkout went to the core, and when it found nothing idle there it queued, which
-    /// closes the fast path for as long as anybody waits. Returns (slot, connection, held key).
-    fn lend_parked(
-        &self,
-        holder: Holder,
-        now: Instant,
-    ) -> Option<(usize, Idle<M::Connection>, usize)> {
-        let n = self.slots.len();
-        let home = self.slot_index();
-        for k in 0..n.min(SLOTS_PROBED) {
-            let i = (home + k) & (n - 1);
-            let Some(mut cell) = self.slots[i].0.try_lock() else {
-                continue;
-            };
-            if let Some(entry) = cell.parked.take() {
-                cell.lease = Some((holder, now));
-                return Some((
-                    i,
-                    entry,
-                    cell.owner.expect("a parked connection has an owner"),
-                ));
-            }
-        }
-        None
     }
 
     /// The check-in fast path for a guard lent from slot `i`: parks the (clean) connection there

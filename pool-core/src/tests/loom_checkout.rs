@@ -215,11 +215,11 @@ fn loom_fast_checkout_races_flush() {
 }
 
 /// Pool of 2: one connection parked with this thread, the other idle in the core. Another thread,
-/// whose own slot is empty, borrows the parked one from this thread's slot while this thread
-/// takes it back itself: exactly one of them gets it, the other gets the idle one, nobody waits,
-/// and both connections end up back (parked or idle), never lost to a slot.
+/// whose own slot is empty, checks out through the core (which takes parked connections back
+/// first) while this thread takes its parked one back itself: they get different connections,
+/// nobody waits, and both connections end up back (parked or idle), owned by one slot at most.
 #[test]
-fn loom_borrowed_slot_races_its_owner() {
+fn loom_parked_connection_races_another_threads_checkout() {
     model(|| {
         let (pool, _) = pool(2);
         {
