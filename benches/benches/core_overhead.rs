@@ -13,7 +13,9 @@
 //! After the criterion groups it prints p50/p99/p99.9/max of single `get` latencies at 1, 16
 //! and 256 tasks (hold variant) for every async pool, the pools interleaved round by round, with
 //! ours' throughput as a ratio to each: `POOL_BENCH_ROUNDS` rounds (default 9) of 100 000 gets
-//! per pool (skip with `POOL_BENCH_LATENCY=0`).
+//! per pool; then sustained blocking gets at 8 and 32 threads, ours (strict FIFO and with the
+//! opt-in queue bypass) beside r2d2, interleaved the same way (skip both with
+//! `POOL_BENCH_LATENCY=0`).
 
 use std::future::Future;
 use std::hint::black_box;
@@ -338,6 +340,70 @@ fn latency_report(rounds: usize, gets_per_round: u64) {
     }
 }
 
+/// Sustained blocking gets: `threads` OS threads, each doing `per_thread` get + drop cycles in a
+/// row, the pools interleaved round by round (criterion's short samples of the `threadsN` groups
+/// mostly catch the start of such a run). Prints ns per get, the median over rounds of r2d2's
+/// time ÷ this pool's in the same round (above 1: faster than r2d2), and for ours the share of
+/// gets that had to queue.
+fn threads_report(rounds: usize, per_thread: u64) {
+    let ours = noop::ours(POOL_SIZE);
+    let ours_bypass = pool_core::Pool::builder(noop::OursNoop::default())
+        .max_size(POOL_SIZE)
+        .queue_bypass(Some(Duration::from_millis(1)))
+        .build()
+        .expect("valid pool");
+    let r2d2 = noop::r2d2(POOL_SIZE);
+    println!(
+        "\nsustained blocking gets, pool of {POOL_SIZE}: {rounds} interleaved rounds of \
+         {per_thread} gets per thread"
+    );
+    println!(
+        "{:<8} {:<12} {:>8} {:>9} {:>8}",
+        "threads", "pool", "ns/get", "vs r2d2", "queued"
+    );
+    for threads in [8usize, 32] {
+        let total = per_thread * threads as u64;
+        #[allow(clippy::cast_precision_loss)]
+        let ns = |d: Duration| d.as_nanos() as f64 / total as f64;
+        let mut times: [Vec<f64>; 3] = Default::default();
+        let mut queued = [0u64; 2];
+        for _ in 0..rounds {
+            for (i, pool) in [&ours, &ours_bypass].into_iter().enumerate() {
+                let waits = pool.metrics().waits;
+                times[i].push(ns(spread_threads(threads, total, |n| {
+                    for _ in 0..n {
+                        black_box(&pool.get_blocking().expect("get").id);
+                    }
+                })));
+                queued[i] += pool.metrics().waits - waits;
+            }
+            times[2].push(ns(spread_threads(threads, total, |n| {
+                for _ in 0..n {
+                    black_box(&r2d2.get().expect("get").id);
+                }
+            })));
+        }
+        for (i, name) in ["ours", "ours_bypass", "r2d2"].into_iter().enumerate() {
+            let ratios: Vec<f64> = times[2].iter().zip(&times[i]).map(|(r, t)| r / t).collect();
+            #[allow(clippy::cast_precision_loss)]
+            let share = queued.get(i).map_or(String::new(), |q| {
+                format!(
+                    "{:.1} %",
+                    *q as f64 * 100.0 / (total * rounds as u64) as f64
+                )
+            });
+            println!(
+                "{:<8} {:<12} {:>8.0} {:>8.2}× {:>8}",
+                threads,
+                name,
+                median(&times[i]),
+                median(&ratios),
+                share
+            );
+        }
+    }
+}
+
 fn median(xs: &[f64]) -> f64 {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
@@ -361,12 +427,14 @@ fn main() {
     if !listing && std::env::var("POOL_BENCH_LATENCY").as_deref() != Ok("0") {
         if quick {
             latency_report(1, 1_000);
+            threads_report(1, 1_000);
         } else {
             let rounds = std::env::var("POOL_BENCH_ROUNDS")
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(9);
             latency_report(rounds, 100_000);
+            threads_report(rounds, 100_000);
         }
     }
     Criterion::default().configure_from_args().final_summary();
