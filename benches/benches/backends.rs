@@ -129,6 +129,17 @@ fn criterion_group_of(
     g.finish();
 }
 
+/// The criterion groups of `group`, one per (unit, count, variants), then their interleaved
+/// reports.
+fn bench_group(c: &mut Criterion, rt: &Runtime, group: &str, runs: &[(&str, usize, &[Variant])]) {
+    for &(unit, n, variants) in runs {
+        criterion_group_of(c, rt, group, unit, n, variants);
+    }
+    for &(unit, n, variants) in runs {
+        interleaved(rt, group, unit, n, variants);
+    }
+}
+
 /// How many rounds the interleaved report of `group` runs: `POOL_BENCH_ROUNDS` (default 9);
 /// none under `--test`/`--list`, or when a criterion filter (the first positional argument)
 /// names another group.
@@ -324,7 +335,7 @@ fn bench_postgres(c: &mut Criterion) {
             })
         };
     }
-    let variants = vec![
+    let variants = [
         cached_select!("ours", ours),
         cached_select!("ours_noreset", ours_noreset),
         cached_select!("deadpool-postgres", dead),
@@ -347,12 +358,8 @@ fn bench_postgres(c: &mut Criterion) {
             })
         }),
     ];
-    for tasks in TASKS {
-        criterion_group_of(c, &rt, "postgres", "tasks", tasks, &variants);
-    }
-    for tasks in TASKS {
-        interleaved(&rt, "postgres", "tasks", tasks, &variants);
-    }
+    let runs = TASKS.map(|tasks| ("tasks", tasks, &variants[..]));
+    bench_group(c, &rt, "postgres", &runs);
     println!("postgres: our pool after the runs: {:?}", ours.metrics());
 }
 
@@ -414,7 +421,7 @@ fn bench_mysql(c: &mut Criterion) {
     let peer = mysql_async_pool(&opts, false);
     let peer_reset = mysql_async_pool(&opts, true);
 
-    let variants = vec![
+    let variants = [
         pooled!("ours", ours, |pool| {
             let mut conn = pool.get().await.expect("get");
             select_one(&mut *conn).await;
@@ -441,12 +448,8 @@ fn bench_mysql(c: &mut Criterion) {
             })
         }),
     ];
-    for tasks in TASKS {
-        criterion_group_of(c, &rt, "mysql", "tasks", tasks, &variants);
-    }
-    for tasks in TASKS {
-        interleaved(&rt, "mysql", "tasks", tasks, &variants);
-    }
+    let runs = TASKS.map(|tasks| ("tasks", tasks, &variants[..]));
+    bench_group(c, &rt, "mysql", &runs);
     println!("mysql: our pool after the runs: {:?}", ours.metrics());
     drop(variants);
     rt.block_on(async {
@@ -525,7 +528,7 @@ fn bench_sqlite(c: &mut Criterion) {
 
     // Tasks: each operation a point read through the pool's way of running blocking work.
     let tasks = 8;
-    let variants = vec![
+    let variants = [
         sqlite_tasks("ours", &ours, move |pool, i| async move {
             let conn = pool.get().await.expect("get");
             let k = key(i);
@@ -542,11 +545,10 @@ fn bench_sqlite(c: &mut Criterion) {
                 .expect("blocking task");
         }),
     ];
-    criterion_group_of(c, &rt, "sqlite", "tasks", tasks, &variants);
 
     // Threads: blocking gets from plain OS threads (the future only starts and joins them).
     let threads = 4;
-    let thread_variants = vec![
+    let thread_variants = [
         sqlite_threads("ours", &ours, move |pool, i| {
             let conn = pool.get_blocking().expect("get");
             read(&conn.lock(), key(i));
@@ -555,10 +557,12 @@ fn bench_sqlite(c: &mut Criterion) {
             read(&pool.get().expect("get"), key(i));
         }),
     ];
-    criterion_group_of(c, &rt, "sqlite", "threads", threads, &thread_variants);
 
-    interleaved(&rt, "sqlite", "tasks", tasks, &variants);
-    interleaved(&rt, "sqlite", "threads", threads, &thread_variants);
+    let runs = [
+        ("tasks", tasks, &variants[..]),
+        ("threads", threads, &thread_variants[..]),
+    ];
+    bench_group(c, &rt, "sqlite", &runs);
 }
 
 /// A SQLite [`Variant`] on tasks: each task runs `op(its pool clone, i)` for its share of `i`.

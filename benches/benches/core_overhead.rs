@@ -175,12 +175,7 @@ fn bench_scope(c: &mut Criterion) {
 
 fn bench_threads(c: &mut Criterion) {
     let ours = noop::ours(POOL_SIZE);
-    // The opt-in bounded queue bypass (eventual fairness), 1 ms window.
-    let ours_bypass = pool_core::Pool::builder(noop::OursNoop::default())
-        .max_size(POOL_SIZE)
-        .queue_bypass(Some(Duration::from_millis(1)))
-        .build()
-        .expect("valid pool");
+    let ours_bypass = noop::ours_bypass(POOL_SIZE);
     let r2d2 = noop::r2d2(POOL_SIZE);
     for threads in THREADS {
         let mut g = c.benchmark_group(format!("threads{threads}"));
@@ -347,11 +342,7 @@ fn latency_report(rounds: usize, gets_per_round: u64) {
 /// gets that had to queue.
 fn threads_report(rounds: usize, per_thread: u64) {
     let ours = noop::ours(POOL_SIZE);
-    let ours_bypass = pool_core::Pool::builder(noop::OursNoop::default())
-        .max_size(POOL_SIZE)
-        .queue_bypass(Some(Duration::from_millis(1)))
-        .build()
-        .expect("valid pool");
+    let ours_bypass = noop::ours_bypass(POOL_SIZE);
     let r2d2 = noop::r2d2(POOL_SIZE);
     println!(
         "\nsustained blocking gets, pool of {POOL_SIZE}: {rounds} interleaved rounds of \

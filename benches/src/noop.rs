@@ -134,6 +134,19 @@ pub fn ours(size: usize) -> pool_core::Pool<OursNoop> {
     pool_core::Pool::new(OursNoop::default(), size).expect("valid pool size")
 }
 
+/// Our pool of `size` no-op connections with the opt-in bounded queue bypass (eventual
+/// fairness) over a 1 ms window.
+///
+/// # Panics
+/// If `size` is 0 (a benchmark bug).
+pub fn ours_bypass(size: usize) -> pool_core::Pool<OursNoop> {
+    pool_core::Pool::builder(OursNoop::default())
+        .max_size(size)
+        .queue_bypass(Some(std::time::Duration::from_millis(1)))
+        .build()
+        .expect("valid pool size")
+}
+
 /// A deadpool of `size` no-op objects with default settings.
 ///
 /// # Panics

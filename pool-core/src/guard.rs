@@ -51,14 +51,9 @@ impl<M: Manager> Pooled<M> {
         entry: Idle<M::Connection>,
         slot: usize,
     ) -> Self {
-        Pooled {
-            shared,
-            inner: Some(entry),
-            key,
-            checking: false,
-            broken: false,
-            lease: Some(slot),
-        }
+        let mut guard = Self::new(shared, key, entry, false);
+        guard.lease = Some(slot);
+        guard
     }
 
     fn entry(&self) -> &Entry<M::Connection> {

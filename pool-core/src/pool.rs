@@ -258,7 +258,6 @@ impl<M: Manager> Pool<M> {
             shared: self.shared.clone(),
             wait,
             state: GetState::Init,
-            cell: None,
         }
     }
 
@@ -433,30 +432,32 @@ struct Get<M: Manager> {
     holder: Holder,
     wait: Duration,
     state: GetState<M>,
-    /// Shared with the waiter node while `state` is `Waiting`.
-    cell: Option<Arc<GrantCell<M::Connection, M::Error>>>,
 }
 
 impl<M: Manager> Drop for Get<M> {
     fn drop(&mut self) {
-        if let GetState::Waiting { key, .. } = self.state {
+        if let GetState::Waiting { key, cell, .. } = &self.state {
             // Under the lock: removes the node, or passes on a grant that arrived.
-            let now = Instant::now();
-            let (wake, closing) = {
-                let mut st = self.shared.state.lock_spinning();
-                match &self.cell {
-                    Some(cell) => st.cancel_cell_waiter(key, cell, now),
-                    None => st.cancel_waiter(key, now),
-                }
-            };
+            let (wake, closing) =
+                self.shared
+                    .state
+                    .lock_spinning()
+                    .cancel_cell_waiter(*key, cell, Instant::now());
             self.shared.after_unlock(wake, closing);
         }
     }
 }
 
+/// A queued request's cell, shared with its waiter node.
+type CellOf<M> = Arc<GrantCell<<M as Manager>::Connection, <M as Manager>::Error>>;
+
 enum GetState<M: Manager> {
     Init,
-    Waiting { key: usize, start: Instant },
+    Waiting {
+        key: usize,
+        start: Instant,
+        cell: CellOf<M>,
+    },
     Slow(SlowGet<M>),
     Done,
 }
@@ -468,7 +469,7 @@ impl<M: Manager> Future for Get<M> {
         let this = self.get_mut();
         match std::mem::replace(&mut this.state, GetState::Done) {
             GetState::Init => this.start(cx),
-            GetState::Waiting { key, start } => this.poll_waiting(cx, key, start),
+            GetState::Waiting { key, start, cell } => this.poll_waiting(cx, key, start, cell),
             GetState::Slow(mut fut) => match fut.as_mut().poll(cx) {
                 Poll::Ready(out) => Poll::Ready(out),
                 Poll::Pending => {
@@ -507,9 +508,14 @@ impl<M: Manager> Get<M> {
                         Ok(conn) => return Poll::Ready(Ok(conn)),
                         Err(checked) => shared.after_check(checked, true),
                     },
-                    Acquire::Wait(key, cell) => {
-                        self.cell = cell;
-                        Ok(Step::Wait(key, now))
+                    Acquire::Wait(key, Some(cell)) => {
+                        // The waker is stored with the waiter: nothing more to do until woken.
+                        self.state = GetState::Waiting {
+                            key,
+                            start: now,
+                            cell,
+                        };
+                        return Poll::Pending;
                     }
                     d => shared.decide(d, now, now, true, &mut None),
                 };
@@ -518,11 +524,6 @@ impl<M: Manager> Get<M> {
         };
         match decided {
             Err(e) => Poll::Ready(Err(e)),
-            Ok(Step::Wait(key, _)) => {
-                // The waker is stored with the waiter: nothing more to do until woken.
-                self.state = GetState::Waiting { key, start: now };
-                Poll::Pending
-            }
             Ok(step) => self.continue_with(cx, step, now),
         }
     }
@@ -533,30 +534,24 @@ impl<M: Manager> Get<M> {
         cx: &mut Context<'_>,
         key: usize,
         start: Instant,
+        cell: CellOf<M>,
     ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
         let shared = &self.shared;
         // Granted: the grant is in the cell, taken without the lock. Else lock to look again (a
         // grant may arrive meanwhile) and store this task's waker.
-        let (grant, next) =
-            match self.cell.as_deref() {
-                Some(cell) => match cell.take() {
-                    Some(granted) => (Some(granted), None),
-                    None => shared.state.lock_spinning().poll_cell_waiter(
-                        key,
-                        cell,
-                        task_wake(cx.waker()),
-                    ),
-                },
-                None => shared.state.lock_spinning().poll_waiter(
-                    key,
-                    Some(start),
-                    task_wake(cx.waker()),
-                ),
-            };
+        let (grant, next) = match cell.take() {
+            Some(granted) => (Some(granted), None),
+            None => {
+                shared
+                    .state
+                    .lock_spinning()
+                    .poll_cell_waiter(key, &cell, task_wake(cx.waker()))
+            }
+        };
         shared.after_unlock(next, None);
         match grant {
             None => {
-                self.state = GetState::Waiting { key, start };
+                self.state = GetState::Waiting { key, start, cell };
                 Poll::Pending
             }
             Some((grant, woke)) => match shared.granted(Some(grant), woke, start, &mut None) {

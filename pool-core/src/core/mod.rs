@@ -515,9 +515,6 @@ impl<C, E> State<C, E> {
         key: usize,
         now: Instant,
     ) -> (Option<Wake>, Option<Closing<C>>) {
-        if self.nudged == Some(key) {
-            self.nudged = None;
-        }
         let node = self.unqueue(key);
         self.pass_on(node.grant, now)
     }
@@ -568,10 +565,7 @@ impl<C, E> State<C, E> {
             node.grant = Some(grant);
             return std::mem::replace(&mut node.wake, Wake::None);
         }
-        if self.nudged == Some(key) {
-            self.nudged = None;
-        }
-        let mut node = self.waiters.remove(key);
+        let mut node = self.remove_node(key);
         let cell = node.cell.take().expect("checked above");
         // A connection carries the instant it was handed over (its check-in), so the hot
         // hand-off path reads no clock under the lock.
@@ -585,9 +579,17 @@ impl<C, E> State<C, E> {
         node.wake
     }
 
+    /// Removes a waiter node, forgetting an outstanding queue-bypass wake-up of it.
+    fn remove_node(&mut self, key: usize) -> Node<C, E> {
+        if self.nudged == Some(key) {
+            self.nudged = None;
+        }
+        self.waiters.remove(key)
+    }
+
     /// Removes a waiter node that was not granted; its grant cell, if any, is kept for reuse.
     fn unqueue(&mut self, key: usize) -> Node<C, E> {
-        let mut node = self.waiters.remove(key);
+        let mut node = self.remove_node(key);
         if let Some(cell) = node.cell.take() {
             self.spares.put(cell);
         }

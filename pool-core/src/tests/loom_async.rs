@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use super::loom_support::{
-    assert_live, check_quiescent, check_usable_then_drop, get, model, pool, thread, Counting, LONG,
+    assert_live, assert_one_connect, check_quiescent, check_usable_then_drop, get, model, pool,
+    thread, Counting, LONG,
 };
 use crate::{Pool, PoolError, Pooled};
 
@@ -67,11 +68,7 @@ fn loom_async_checkout_races_checkin() {
         b.join().unwrap();
         let s = check_quiescent(&pool);
         assert_eq!((s.size, s.idle), (1, 1), "{s:?}");
-        assert_eq!(
-            pool.manager().0.connects(),
-            1,
-            "a second connection was opened"
-        );
+        assert_one_connect(&pool);
         check_usable_then_drop(pool);
         drop(rt);
     });

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use super::loom_support::{
-    assert_live, check_quiescent, check_usable_then_drop, get, model, pool, thread, Counting, LONG,
+    assert_live, assert_one_connect, check_quiescent, check_usable_then_drop, get, model, pool,
+    thread, Counting, LONG,
 };
 use crate::Pool;
 
@@ -93,11 +94,7 @@ fn loom_cancelled_waiter_passes_grant_on() {
         b.join().unwrap();
         c.join().unwrap();
         check_quiescent(&pool);
-        assert_eq!(
-            pool.manager().0.connects(),
-            1,
-            "a second connection was opened"
-        );
+        assert_one_connect(&pool);
         check_usable_then_drop(pool);
         drop(rt);
     });

@@ -2,7 +2,8 @@
 //! thread must never lose the wake-up, nor the capacity.
 
 use super::loom_support::{
-    assert_live, check_quiescent, check_usable_then_drop, get, model, pool, thread,
+    assert_live, assert_one_connect, check_quiescent, check_usable_then_drop, get, model, pool,
+    thread,
 };
 use crate::PoolError;
 
@@ -21,11 +22,7 @@ fn loom_checkout_races_checkin() {
         b.join().unwrap();
         let s = check_quiescent(&pool);
         assert_eq!((s.size, s.idle), (1, 1), "{s:?}");
-        assert_eq!(
-            pool.manager().0.connects(),
-            1,
-            "a second connection was opened"
-        );
+        assert_one_connect(&pool);
         check_usable_then_drop(pool);
     });
 }
@@ -47,11 +44,7 @@ fn loom_two_waiters_one_connection() {
         b.join().unwrap();
         c.join().unwrap();
         check_quiescent(&pool);
-        assert_eq!(
-            pool.manager().0.connects(),
-            1,
-            "a second connection was opened"
-        );
+        assert_one_connect(&pool);
         check_usable_then_drop(pool);
     });
 }
@@ -149,11 +142,7 @@ fn loom_queue_bypass_newcomer_and_two_waiters() {
         b.join().unwrap();
         c.join().unwrap();
         check_quiescent(&pool);
-        assert_eq!(
-            pool.manager().0.connects(),
-            1,
-            "a second connection was opened"
-        );
+        assert_one_connect(&pool);
         check_usable_then_drop(pool);
     });
 }
@@ -179,11 +168,7 @@ fn loom_fast_checkin_races_queueing() {
         b.join().unwrap();
         let s = check_quiescent(&pool);
         assert_eq!((s.size, s.idle), (1, 1), "{s:?}");
-        assert_eq!(
-            pool.manager().0.connects(),
-            1,
-            "a second connection was opened"
-        );
+        assert_one_connect(&pool);
         check_usable_then_drop(pool);
     });
 }
@@ -205,11 +190,7 @@ fn loom_fast_checkout_races_flush() {
         drop(mine);
         b.join().unwrap();
         check_quiescent(&pool);
-        assert_eq!(
-            pool.manager().0.connects(),
-            1,
-            "a second connection was opened"
-        );
+        assert_one_connect(&pool);
         check_usable_then_drop(pool);
     });
 }

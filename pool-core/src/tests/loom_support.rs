@@ -132,6 +132,16 @@ pub(super) fn get(pool: &Pool<Counting>) -> Pooled<Counting> {
     conn
 }
 
+/// The manager opened exactly one connection.
+#[track_caller]
+pub(super) fn assert_one_connect(pool: &Pool<Counting>) {
+    assert_eq!(
+        pool.manager().0.connects(),
+        1,
+        "a second connection was opened"
+    );
+}
+
 /// A connection handed out must not have been closed.
 #[track_caller]
 pub(super) fn assert_live(pool: &Pool<Counting>, conn: &Pooled<Counting>) {

@@ -1,18 +1,25 @@
 //! A connection returned inside a transaction must reach its next user clean.
 
 use pool_mysql::mysql_async::prelude::*;
+use pool_mysql::mysql_async::Conn;
 use pool_mysql::{Manager, Pool, ResetMode};
 
 use crate::util::{admin, url};
 
-async fn check_no_leak(mode: ResetMode, how: &str) {
-    let Some(url) = url() else { return };
-    let table = pool_tests::unique_name("my_dirty");
-    let mut admin = admin(&url).await;
+/// A new InnoDB table `<prefix>_…` with one `INT` column; returns its name.
+async fn create_table(admin: &mut Conn, prefix: &str) -> String {
+    let table = pool_tests::unique_name(prefix);
     admin
         .query_drop(format!("CREATE TABLE {table} (id INT) ENGINE=InnoDB"))
         .await
         .unwrap();
+    table
+}
+
+async fn check_no_leak(mode: ResetMode, how: &str) {
+    let Some(url) = url() else { return };
+    let mut admin = admin(&url).await;
+    let table = create_table(&mut admin, "my_dirty").await;
     let pool = Pool::builder(Manager::from_url(&url).unwrap().reset_mode(mode))
         .max_size(1)
         .build()
@@ -132,12 +139,8 @@ async fn rollbacks(conn: &mut pool_mysql::PooledConn) -> u64 {
 #[tokio::test]
 async fn only_connections_that_may_be_dirty_are_rolled_back() {
     let Some(url) = url() else { return };
-    let table = pool_tests::unique_name("my_clean");
     let mut admin = admin(&url).await;
-    admin
-        .query_drop(format!("CREATE TABLE {table} (id INT) ENGINE=InnoDB"))
-        .await
-        .unwrap();
+    let table = create_table(&mut admin, "my_clean").await;
     let pool = Pool::builder(Manager::from_url(&url).unwrap())
         .max_size(1)
         .build()
