@@ -15,7 +15,9 @@
 //! every parked connection back into the core (`flush`), while a check-in that parks raises the
 //! parked count and then reads the flag again, taking its connection back to the slow path when
 //! the flag fell. Both pairs are `SeqCst`, so at least one side sees the other (a Dekker
-//! handshake; the slot lock orders the rest). Maintenance (`held`, the reaper, `close_*`,
+//! handshake; the slot lock orders the rest). The loom models check it with the flag and the
+//! count as loom atomics and a `SeqCst` fence between each write and read (see
+//! `sync::handshake_fence`: loom models `SeqCst` accesses as `AcqRel` only). Maintenance (`held`, the reaper, `close_*`,
 //! `resize`, `close`) flushes first, so the core is the whole truth whenever it is inspected.
 
 use std::sync::atomic::Ordering;
@@ -164,6 +166,7 @@ impl<M: Manager> Shared<M> {
             cell.parked = Some(entry);
             self.parked.fetch_add(1, Ordering::SeqCst);
         }
+        crate::sync::handshake_fence();
         if self.fast.load(Ordering::SeqCst) {
             return None;
         }
@@ -238,6 +241,7 @@ impl<M: Manager> Shared<M> {
         now: Instant,
     ) -> Flushed<M::Connection> {
         self.set_fast(false);
+        crate::sync::handshake_fence();
         if self.parked.load(Ordering::SeqCst) == 0 {
             return Vec::new();
         }

@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
@@ -61,8 +61,8 @@ pub(crate) struct Shared<M: Manager> {
     /// The per-thread fast path (see `crate::fast`): the slots, how many connections are parked
     /// in them, whether the fast path is open, and how many checkouts it served.
     pub(crate) slots: Box<[crate::fast::Slot<M::Connection>]>,
-    pub(crate) parked: AtomicUsize,
-    pub(crate) fast: AtomicBool,
+    pub(crate) parked: sync::AtomicUsize,
+    pub(crate) fast: sync::AtomicBool,
     pub(crate) fast_gets: AtomicU64,
     /// Task and thread scopes' slots for reuse (see `crate::scope`).
     pub(crate) scope_slots: crate::scope::Spares<M>,
@@ -198,8 +198,8 @@ impl<M: Manager> Pool<M> {
             drained: tokio::sync::Notify::new(),
             sweep_notify: tokio::sync::Notify::new(),
             slots: crate::fast::slots(),
-            parked: AtomicUsize::new(0),
-            fast: AtomicBool::new(false),
+            parked: sync::AtomicUsize::new(0),
+            fast: sync::AtomicBool::new(false),
             fast_gets: AtomicU64::new(0),
             scope_slots: crate::scope::Spares::default(),
         });

@@ -7,6 +7,8 @@
 //!   same API (a poisoned lock is taken as is, and `lock_spinning` is `lock`).
 //! - `SlotMutex`: `parking_lot::Mutex`, for the per-thread fast path's slots and other short,
 //!   rarely contended sections; loom's under loom.
+//! - `AtomicBool`, `AtomicUsize`: the fast path's flag and parked count (the handshake between
+//!   a check-in that parks and a request about to queue, see `crate::fast`); loom's under loom.
 //! - `current`, `park_timeout`, `Thread`: `std::thread`'s; under loom `loom::thread`'s, and
 //!   `park_timeout` just parks: loom has no time, so models must never rely on a timeout firing.
 //!
@@ -23,6 +25,26 @@ pub(crate) use parking_lot::Mutex as SlotMutex;
 pub(crate) use parking_lot::MutexGuard;
 #[cfg(not(all(test, loom)))]
 pub(crate) use std::thread::{current, park_timeout, Thread};
+
+#[cfg(not(all(test, loom)))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+#[cfg(all(test, loom))]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize};
+
+/// Between the write and the read on each side of the fast path's handshake (see `crate::fast`):
+/// a `SeqCst` fence under loom, nothing otherwise.
+///
+/// Both sides write and then read with `SeqCst` accesses, which the C11 model totally orders, so
+/// at least one side reads the other's write. Loom models `SeqCst` accesses as `AcqRel` only (its
+/// README, "Unsupported features"), under which both reads may miss, and it reported a lost
+/// wake-up that cannot happen; it does model `SeqCst` fences, which give the same guarantee. The
+/// real build needs no fence: its accesses are `SeqCst` already.
+#[inline(always)]
+pub(crate) fn handshake_fence() {
+    #[cfg(all(test, loom))]
+    loom::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+}
 
 #[cfg(all(test, loom))]
 pub(crate) use self::mocked::{current, park_timeout, Mutex, Mutex as SlotMutex, Thread};
@@ -142,7 +164,7 @@ mod mocked {
     }
 }
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Wakes a thread queued in the blocking front end: raises its flag, then unparks it. The flag
@@ -151,13 +173,13 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub(crate) struct ThreadWaker {
     thread: Thread,
-    flag: Arc<AtomicBool>,
+    flag: Arc<std::sync::atomic::AtomicBool>,
 }
 
 thread_local! {
     static THIS_THREAD: ThreadWaker = ThreadWaker {
         thread: current(),
-        flag: Arc::new(AtomicBool::new(false)),
+        flag: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
 }
 
@@ -168,7 +190,7 @@ impl ThreadWaker {
             // Loom runs each execution's threads anew on the same OS thread: never cache.
             return ThreadWaker {
                 thread: current(),
-                flag: Arc::new(AtomicBool::new(false)),
+                flag: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             };
         }
         THIS_THREAD.with(|w| {
