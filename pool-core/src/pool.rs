@@ -274,6 +274,13 @@ impl<M: Manager> Pool<M> {
 
     /// Gets a connection for an OS thread, waiting (parked) at most the configured `wait_timeout`.
     ///
+    /// When nothing is free, it first yields the CPU and looks again a few times before it
+    /// queues: with more threads than CPUs, the connections that are out mostly belong to
+    /// preempted threads that return them as soon as they run, and a thread that looks again
+    /// takes one without a trip through the queue. It never takes one ahead of a request that
+    /// has queued. `Metrics::waits` and `wait_time` count queued requests and their time in
+    /// the queue only.
+    ///
     /// The manager's futures are driven on this thread, so use it with managers that need no
     /// runtime (like `pool-sqlite`'s) and not from inside an async task.
     ///
@@ -501,7 +508,7 @@ impl<M: Manager> Get<M> {
                     fail_fast: true,
                 };
                 let waker = Some(cx.waker());
-                let decided = match shared.begin(ask, now, waker, Some(wait), true, true) {
+                let decided = match shared.begin(ask, now, waker, Some(wait), true, Count::Yes) {
                     // An idle connection from the core that passes the synchronous checks,
                     // handed out without going through the step machine.
                     Acquire::Got(idle, key) => match shared.check_sync(idle, key, now) {
@@ -586,6 +593,17 @@ impl<M: Manager> Get<M> {
     }
 }
 
+/// Whether [`Shared::begin`] counts its request in [`Metrics::gets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    Yes,
+    /// A later step of a request that was counted already.
+    No,
+    /// A look of the blocking front end that is retried if it finds nothing free (counted by the
+    /// look that decides).
+    UnlessFull,
+}
+
 impl<M: Manager> Shared<M> {
     /// The blocking front end: the fast path inline, the rest driven on this thread.
     fn get_blocking(
@@ -599,13 +617,39 @@ impl<M: Manager> Shared<M> {
             Some(Ok(conn)) => return Ok(conn),
             Some(Err(checked)) => self.after_check(checked, allow_create)?,
             None => {
-                let ask = Ask {
-                    holder,
-                    may_wait: !wait.is_zero(),
-                    fail_fast: true,
+                // Nothing parked here: ask the core. While nothing is free, yield and look again
+                // a few times before queueing (see `sync::YIELDS_BEFORE_QUEUE`).
+                let deadline = now + wait;
+                let mut looks = if wait.is_zero() {
+                    0
+                } else {
+                    sync::YIELDS_BEFORE_QUEUE
                 };
-                let d = self.begin(ask, now, None, None, false, true);
-                self.decide(d, now, now, allow_create, &mut None)?
+                let mut at = now;
+                loop {
+                    let ask = Ask {
+                        holder,
+                        may_wait: looks == 0 && at < deadline,
+                        fail_fast: true,
+                    };
+                    let count = if looks == 0 {
+                        Count::Yes
+                    } else {
+                        Count::UnlessFull
+                    };
+                    let d = self.begin(ask, at, None, None, false, count);
+                    if looks == 0 || !matches!(d, Acquire::Full) {
+                        break self.decide(d, at, now, allow_create, &mut None)?;
+                    }
+                    looks -= 1;
+                    sync::yield_now();
+                    at = Instant::now();
+                    match self.take_parked(holder, at) {
+                        Some(Ok(conn)) => return Ok(conn),
+                        Some(Err(checked)) => break self.after_check(checked, allow_create)?,
+                        None => {}
+                    }
+                }
             }
         };
         let step = match self.check_step(decided, allow_create)? {
@@ -785,6 +829,7 @@ impl<M: Manager> Shared<M> {
     /// replaces a no-op one), or `None` to unpark this thread. `expire_after`: the pool's sweeper
     /// expires the waiter after this long (else the caller bounds its own wait). `cell`: a queued
     /// request receives its grant in a cell it shares with its node (`Get`), else in its node.
+    /// `count`: whether this counts as a get in the metrics.
     fn begin(
         self: &Arc<Self>,
         ask: Ask,
@@ -792,16 +837,13 @@ impl<M: Manager> Shared<M> {
         waker: Option<&Waker>,
         expire_after: Option<Duration>,
         cell: bool,
-        count: bool,
+        count: Count,
     ) -> Acquire<M::Connection, M::Error> {
         let mut refill = 0;
         let mut sweeper = Sweeper::Armed;
         let mut flushed = Vec::new();
         let decision = {
             let mut st = self.lock_state(waker.is_some());
-            if count {
-                st.stats.gets += 1;
-            }
             if st.no_idle() {
                 // About to connect or queue: close the fast path, and take back parked
                 // connections first (see `crate::fast`).
@@ -818,6 +860,9 @@ impl<M: Manager> Shared<M> {
                 },
                 cell,
             );
+            if count == Count::Yes || count == Count::UnlessFull && !matches!(d, Acquire::Full) {
+                st.stats.gets += 1;
+            }
             // Keep min_idle warm as checkouts drain the idle set (HikariCP-style), without
             // waiting for the reaper.
             if waker.is_some() && st.limits.min_idle > 0 && matches!(d, Acquire::Got(..)) {
@@ -943,7 +988,7 @@ impl<M: Manager> Shared<M> {
                         may_wait,
                         fail_fast: attempt == 0,
                     };
-                    let d = self.begin(ask, now, waker, None, false, false);
+                    let d = self.begin(ask, now, waker, None, false, Count::No);
                     self.decide(d, now, start, allow_create, &mut last_error)?
                 }
                 Step::Wait(key, since) => {

@@ -184,6 +184,52 @@ async fn waiters_are_served_in_fifo_order_without_barging() {
     assert_invariants(&pool);
 }
 
+/// Waits (bounded) until `n` requests are queued.
+fn until_waiting(pool: &pool_core::Pool<Fake>, n: usize) {
+    let start = std::time::Instant::now();
+    while pool.status().waiting != n {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            pool.status()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn queued_threads_are_served_in_fifo_order_and_a_late_thread_that_looks_again_comes_last() {
+    let (pool, _fake) = pool(1);
+    let held = pool.get_blocking().unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let spawn = |i: usize| {
+        let (p, order) = (pool.clone(), order.clone());
+        std::thread::spawn(move || {
+            let c = p.get_blocking().unwrap();
+            order.lock().unwrap().push(i);
+            std::thread::sleep(Duration::from_millis(1));
+            drop(c);
+        })
+    };
+    let mut threads = Vec::new();
+    for i in 0..4 {
+        threads.push(spawn(i));
+        until_waiting(&pool, i + 1); // queue in order 0..4
+    }
+    // A late thread starts while the connection is returned: it looks again (yielding) before
+    // it queues, and may find the connection free in between, but never ahead of the queue.
+    threads.push(spawn(99));
+    drop(held);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 99]);
+    let m = pool.metrics();
+    assert_eq!(m.gets, 6, "{m:?}");
+    assert!(m.waits >= 4, "{m:?}");
+    assert_invariants(&pool);
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancelled_waiter_does_not_swallow_a_release() {
     // mobc test_requests_skip_canceled / qp test_abort_acquire.

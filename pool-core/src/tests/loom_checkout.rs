@@ -8,7 +8,9 @@ use super::loom_support::{
 use crate::PoolError;
 
 /// Pool of 1: this thread holds the connection and drops it while another `get_blocking`s. The
-/// getter always gets it (a lost wake-up would leave it parked: loom reports a deadlock).
+/// getter always gets it (a lost wake-up would leave it parked: loom reports a deadlock), whether
+/// it finds it at its first look, at its look after yielding (parked with this thread's slot
+/// meanwhile) or queued; and it counts as one get, queued at most once.
 #[test]
 fn loom_checkout_races_checkin() {
     model(|| {
@@ -22,6 +24,9 @@ fn loom_checkout_races_checkin() {
         b.join().unwrap();
         let s = check_quiescent(&pool);
         assert_eq!((s.size, s.idle), (1, 1), "{s:?}");
+        let m = pool.metrics();
+        assert_eq!(m.gets, 2, "{m:?}");
+        assert!(m.waits <= 1, "{m:?}");
         assert_one_connect(&pool);
         check_usable_then_drop(pool);
     });
