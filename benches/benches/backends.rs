@@ -11,7 +11,8 @@
 //!   (`mysql_async`, like `ours_noreset`) and on (`mysql_async_reset`, its default) and
 //!   dedicated `Conn`s.
 //! - `sqlite/tasks8/<x>` and `sqlite/threads4/<x>`: a point read on a 10 000-row table: ours
-//!   (`interact` / `get_blocking` + `lock`), deadpool-sqlite, r2d2_sqlite.
+//!   (`get` + `interact`, the one-call `SqlitePool::interact`, `get_blocking` + `lock`),
+//!   deadpool-sqlite, r2d2_sqlite.
 //!
 //! After the criterion groups, each group also prints an *interleaved* report: the
 //! contenders run in turn, round after round, and each is given as a ratio to ours within the
@@ -533,6 +534,16 @@ fn bench_sqlite(c: &mut Criterion) {
             let conn = pool.get().await.expect("get");
             let k = key(i);
             conn.interact(move |c| read(c, k)).await.expect("interact");
+        }),
+        sqlite_tasks("ours_pool_interact", &ours, move |pool, i| async move {
+            use pool_sqlite::SqlitePool;
+            let k = key(i);
+            pool.interact(move |c| {
+                read(c, k);
+                Ok(())
+            })
+            .await
+            .expect("interact");
         }),
         sqlite_tasks("deadpool-sqlite", &dead, move |pool, i| async move {
             let conn = pool.get().await.expect("get");

@@ -8,6 +8,7 @@
 mod config;
 mod conn;
 mod error;
+mod handoff;
 mod manager;
 
 use std::future::Future;
@@ -57,10 +58,19 @@ pub trait SqlitePool: sealed::Sealed {
     /// the error `f` returned, [`InteractError::Panic`] if `f` panicked (the connection is then
     /// closed, the pool goes on).
     ///
+    /// The request carries `f`: a connection granted to it goes straight to a blocking thread
+    /// (often the one that returned it, which then runs `f` without any hop), and goes back to
+    /// the pool from there as soon as `f` returns, before this future completes. It is never
+    /// held while this task waits to be polled. Waiting for a connection occupies no thread,
+    /// and is bounded by the pool's `wait_timeout` as for [`Pool::get`](pool_core::Pool::get).
+    ///
     /// # Cancel safety
     /// Dropping the future while `f` runs lets `f` finish in the background; the connection is
-    /// then closed rather than reused.
-    fn interact<F, T>(&self, f: F) -> impl Future<Output = Result<T, InteractError>> + Send
+    /// then returned as after any other call (a transaction `f` left open is rolled back).
+    fn interact<F, T>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<T, InteractError>> + Send + 'static
     where
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static;
@@ -80,15 +90,24 @@ pub trait SqlitePool: sealed::Sealed {
 }
 
 impl SqlitePool for Pool {
-    fn interact<F, T>(&self, f: F) -> impl Future<Output = Result<T, InteractError>> + Send
+    fn interact<F, T>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<T, InteractError>> + Send + 'static
     where
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let get = self.get();
+        let pool = self.clone();
         async move {
-            let conn = get.await?;
-            Ok(conn.interact(f).await??)
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => handoff::interact(&pool, runtime, f).await,
+                // No runtime: `get` cannot wait; `f` runs inline, as `SqliteConn::interact`'s.
+                Err(_) => {
+                    let conn = pool.get().await?;
+                    Ok(conn.interact(f).await??)
+                }
+            }
         }
     }
 

@@ -178,3 +178,125 @@ async fn threads_and_tasks_share_one_pool() {
     let n = conn.interact(|c| count_items(c)).await.unwrap();
     assert_eq!(n, 4 * 20 + 8 * 20);
 }
+
+/// `SqlitePool::interact` hands each connection from one closure to the next queued one: many
+/// more requests than connections all run, never more closures at once than connections, and
+/// every connection is back in the pool by the time its request completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_pool_interacts_hand_connections_on() {
+    use pool_sqlite::SqlitePool;
+    const TASKS: usize = 64;
+    const ROUNDS: usize = 10;
+    let (_dir, pool, opened) = setup();
+    let occupancy = Arc::new(Occupancy::default());
+
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let pool = pool.clone();
+            let occupancy = Arc::clone(&occupancy);
+            tokio::spawn(async move {
+                for i in 0..ROUNDS {
+                    let occ = Arc::clone(&occupancy);
+                    pool.interact(move |c| {
+                        occ.enter();
+                        let r =
+                            c.execute("INSERT INTO items (v) VALUES (?1)", [(t * 1000 + i) as i64]);
+                        occ.leave();
+                        r
+                    })
+                    .await
+                    .expect("insert");
+                    check_status(&pool);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task panicked");
+    }
+
+    let peak = occupancy.peak.load(Ordering::SeqCst);
+    assert!((1..=MAX).contains(&peak), "peak closures at once {peak}");
+    let opened = opened.load(Ordering::SeqCst);
+    assert!(
+        (1..=MAX).contains(&opened),
+        "opened {opened} connections, max {MAX}"
+    );
+    let s = pool.status();
+    assert_eq!((s.in_use, s.waiting), (0, 0), "{s:?}");
+    let n = pool.interact(|c| Ok(count_items(c))).await.unwrap();
+    assert_eq!(n, (TASKS * ROUNDS) as i64);
+    assert_eq!(
+        pool.status().in_use,
+        0,
+        "returned before interact completes"
+    );
+}
+
+/// A queued `SqlitePool::interact` waits without holding a thread and within the wait timeout;
+/// dropped while queued, it leaves the queue and its closure never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_pool_interact_times_out_or_cancels_cleanly() {
+    use pool_sqlite::{InteractError, SqlitePool};
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+    let (dir, url) = temp_db();
+    let pool = Pool::builder(pool_sqlite::SqliteManager::from_url(&url).unwrap())
+        .max_size(1)
+        .wait_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let held = pool.get().await.unwrap();
+
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = {
+        let ran = Arc::clone(&ran);
+        pool.interact(move |_| {
+            ran.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+    };
+    match r {
+        Err(InteractError::Pool(pool_core::PoolError::Timeout { waited, .. })) => {
+            assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        }
+        other => panic!("expected a wait timeout, got {other:?}"),
+    }
+    assert_eq!(pool.status().waiting, 0);
+
+    let fut = {
+        let ran = Arc::clone(&ran);
+        pool.interact(move |_| {
+            ran.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+    };
+    let queued = tokio::spawn(fut);
+    for _ in 0..1000 {
+        if pool.status().waiting == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(pool.status().waiting, 1);
+    queued.abort();
+    assert!(queued.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        pool.status().waiting,
+        0,
+        "the cancelled request left the queue"
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!ran.load(Ordering::SeqCst), "no closure ran");
+    let s = pool.status();
+    assert_eq!((s.idle, s.in_use), (1, 0), "{s:?}");
+    assert_eq!(
+        pool.interact(|c| c.query_row("SELECT 7", [], |r| r.get::<_, i64>(0)))
+            .await
+            .unwrap(),
+        7
+    );
+    drop(dir);
+}

@@ -186,3 +186,44 @@ async fn cancelled_interact_connection_is_not_reused_while_busy() {
     }
     assert_eq!(rows, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_pool_interact_finishes_and_returns_the_connection_for_reuse() {
+    let (_dir, pool) = pool_with_table(1);
+    let first_id = Pooled::meta(&pool.get().await.unwrap()).id();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut fut = Box::pin(pool.interact(move |c| {
+        c.execute_batch("BEGIN; INSERT INTO items (v) VALUES (1);")?;
+        started_tx.send(()).unwrap();
+        // Blocks until the test lets it go (bounded, so a bug cannot hang the suite).
+        let _ = release_rx.recv_timeout(Duration::from_secs(10));
+        c.execute_batch("COMMIT")
+    }));
+    tokio::select! {
+        _ = &mut fut => panic!("the closure cannot finish before it is released"),
+        started = started_rx => started.unwrap(),
+    }
+    drop(fut);
+    assert_eq!(
+        pool.status().in_use,
+        1,
+        "the closure still holds the connection"
+    );
+    release_tx.send(()).unwrap();
+
+    // The closure finishes in the background and hands the connection back itself: the same
+    // connection is reused, nothing is closed, and its committed row is there.
+    let mut rows = 0;
+    for _ in 0..1000 {
+        if pool.status().in_use == 0 {
+            let conn = pool.get().await.unwrap();
+            assert_eq!(Pooled::meta(&conn).id(), first_id);
+            rows = conn.interact(|c| count_items(c)).await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rows, 1);
+    assert_eq!(pool.metrics().closed_total(), 0);
+}

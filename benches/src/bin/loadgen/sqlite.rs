@@ -1,14 +1,18 @@
 //! SQLite: ours (pool-sqlite) beside deadpool-sqlite and r2d2_sqlite on one database file.
 //!
-//! Tasks mode: ours and deadpool-sqlite run the statement through `interact` (a
-//! `spawn_blocking` hop); r2d2 has no async API, so its whole get + statement runs in
-//! `spawn_blocking`, as async code uses it. Threads mode (`--threads`): ours through
-//! `get_blocking()` and r2d2 through `get()`, each on the calling OS thread.
+//! Tasks mode: each pool as async code uses it, the statement on tokio's blocking threads. Ours
+//! through `SqlitePool::interact` (the request carries its closure: a granted connection goes
+//! straight to a blocking thread and back to the pool from there); deadpool-sqlite through
+//! `Object::interact` (the connection is returned once the task runs again); r2d2 has no async
+//! API, so its whole get + statement runs in `spawn_blocking` (a waiting request holds a
+//! blocking thread). Threads mode (`--threads`): ours through `get_blocking()` and r2d2 through
+//! `get()`, each on the calling OS thread.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use pool_sqlite::{InteractError, SqlitePool};
 use rusqlite::{Connection, ErrorCode};
 
 use crate::runner::{self, Load, RunResult};
@@ -203,13 +207,16 @@ struct OursAsync(pool_sqlite::Pool);
 impl Target for OursAsync {
     async fn op(&self, read: bool, key: i64) -> Result<Timing, OpError> {
         let start = Instant::now();
-        let conn = self.0.get().await.map_err(|e| OpError::from_pool(&e))?;
-        let got = Instant::now();
-        let res = conn
-            .interact(move |c| op(c, read, key))
-            .await
-            .map_err(|e| OpError::new(ErrorKind::Other, &e))?;
-        timed(start, got, res)
+        // Timed on the blocking thread, as r2d2's: waiting ends when the closure starts.
+        let r = self
+            .0
+            .interact(move |c| Ok(timed(start, Instant::now(), op(c, read, key))))
+            .await;
+        match r {
+            Ok(timing) => timing,
+            Err(InteractError::Pool(e)) => Err(OpError::from_pool(&e)),
+            Err(e) => Err(OpError::new(ErrorKind::Other, &e)),
+        }
     }
 
     fn pool_state(&self) -> Option<PoolState> {
