@@ -64,7 +64,9 @@ pub struct Config {
     /// request is woken to take it, and a newcomer may take it first. Once the oldest request has
     /// waited this long, connections are handed to waiting requests in strict FIFO order again.
     /// It trades a bounded amount of fairness for throughput when there are many more threads
-    /// than cores. `None` (the default): strict FIFO, no request ever overtakes a waiting one.
+    /// than cores (blocking gets already look again a few times before they queue, see
+    /// [`Pool::get_blocking`](crate::Pool::get_blocking), which covers most of that case).
+    /// `None` (the default): strict FIFO, no request ever overtakes a waiting one.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub queue_bypass: Option<Duration>,
     /// A name for logs and traces. Default: empty.
