@@ -616,41 +616,10 @@ impl<M: Manager> Shared<M> {
         let decided = match self.take_parked(holder, now) {
             Some(Ok(conn)) => return Ok(conn),
             Some(Err(checked)) => self.after_check(checked, allow_create)?,
-            None => {
-                // Nothing parked here: ask the core. While nothing is free, yield and look again
-                // a few times before queueing (see `sync::YIELDS_BEFORE_QUEUE`).
-                let deadline = now + wait;
-                let mut looks = if wait.is_zero() {
-                    0
-                } else {
-                    sync::YIELDS_BEFORE_QUEUE
-                };
-                let mut at = now;
-                loop {
-                    let ask = Ask {
-                        holder,
-                        may_wait: looks == 0 && at < deadline,
-                        fail_fast: true,
-                    };
-                    let count = if looks == 0 {
-                        Count::Yes
-                    } else {
-                        Count::UnlessFull
-                    };
-                    let d = self.begin(ask, at, None, None, false, count);
-                    if looks == 0 || !matches!(d, Acquire::Full) {
-                        break self.decide(d, at, now, allow_create, &mut None)?;
-                    }
-                    looks -= 1;
-                    sync::yield_now();
-                    at = Instant::now();
-                    match self.take_parked(holder, at) {
-                        Some(Ok(conn)) => return Ok(conn),
-                        Some(Err(checked)) => break self.after_check(checked, allow_create)?,
-                        None => {}
-                    }
-                }
-            }
+            None => match self.look(holder, wait, now, allow_create)? {
+                Ok(conn) => return Ok(conn),
+                Err(step) => step,
+            },
         };
         let step = match self.check_step(decided, allow_create)? {
             Ok(conn) => return Ok(conn),
@@ -659,6 +628,51 @@ impl<M: Manager> Shared<M> {
         let span = tracing::debug_span!("pool.get_blocking", pool = %self.config.name);
         let _enter = span.enter();
         block_on(self.acquire(holder, wait, Mode::Blocking, allow_create, now, step))
+    }
+}
+
+impl<M: Manager> Shared<M> {
+    /// The blocking front end's first locked attempt, when nothing was parked for this thread.
+    /// While nothing is free, it yields and looks again a few times before queueing (see
+    /// `sync::YIELDS_BEFORE_QUEUE`); a look may find a connection parked meanwhile.
+    fn look(
+        self: &Arc<Self>,
+        holder: Holder,
+        wait: Duration,
+        start: Instant,
+        allow_create: bool,
+    ) -> Result<Handed<M>, PoolError<M::Error>> {
+        let deadline = start + wait;
+        let mut looks = if wait.is_zero() {
+            0
+        } else {
+            sync::YIELDS_BEFORE_QUEUE
+        };
+        let mut at = start;
+        loop {
+            let ask = Ask {
+                holder,
+                may_wait: looks == 0 && at < deadline,
+                fail_fast: true,
+            };
+            let count = if looks == 0 {
+                Count::Yes
+            } else {
+                Count::UnlessFull
+            };
+            let d = self.begin(ask, at, None, None, false, count);
+            if looks == 0 || !matches!(d, Acquire::Full) {
+                return self.decide(d, at, start, allow_create, &mut None).map(Err);
+            }
+            looks -= 1;
+            sync::yield_now();
+            at = Instant::now();
+            match self.take_parked(holder, at) {
+                Some(Ok(conn)) => return Ok(Ok(conn)),
+                Some(Err(checked)) => return self.after_check(checked, allow_create).map(Err),
+                None => {}
+            }
+        }
     }
 }
 

@@ -43,6 +43,10 @@ trait Run: Send + Sync {
     /// Polls the job's `get`, and runs its closure once it resolves; jobs woken while the
     /// connection is returned go to `next`.
     fn step(self: Arc<Self>, next: &mut VecDeque<Arc<dyn Run>>);
+
+    /// The caller gave up: drops the `get` (a queued request leaves the queue, a grant it
+    /// received is passed on). A closure already running finishes.
+    fn cancel(&self);
 }
 
 thread_local! {
@@ -149,22 +153,15 @@ where
         // The caller may have given up meanwhile.
         let _ = tx.send(result);
     }
-}
 
-/// Drops the job's `get` if the caller's future is dropped first: a queued request leaves the
-/// queue, a grant it received is passed on. A closure already running finishes.
-struct CancelOnDrop(Arc<dyn Cancel>);
-
-trait Cancel: Send + Sync {
-    fn cancel(&self);
-}
-
-impl<F: Send, T: Send> Cancel for Job<F, T> {
     fn cancel(&self) {
         let get = self.get.lock().take();
         drop(get);
     }
 }
+
+/// Cancels the job if the caller's future is dropped first.
+struct CancelOnDrop(Arc<dyn Run>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
@@ -185,8 +182,8 @@ where
         get: Mutex::new(Some(Box::pin(pool.get()) as GetFuture)),
         work: Mutex::new(Some((f, tx))),
     });
-    let _cancel = CancelOnDrop(job.clone());
-    let first: Arc<dyn Run> = job;
-    drop(runtime.spawn_blocking(move || run(first)));
+    let job: Arc<dyn Run> = job;
+    let _cancel = CancelOnDrop(Arc::clone(&job));
+    drop(runtime.spawn_blocking(move || run(job)));
     rx.await.unwrap_or(Err(InteractError::Aborted))
 }

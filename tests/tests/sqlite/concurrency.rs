@@ -26,6 +26,19 @@ impl Occupancy {
     fn leave(&self) {
         self.now.fetch_sub(1, Ordering::SeqCst);
     }
+
+    /// Checks that at least one and at most `MAX` held a connection at once, and that between
+    /// one and `MAX` connections were opened; returns how many were.
+    fn check_peaks(&self, opened: &AtomicUsize) -> usize {
+        let peak = self.peak.load(Ordering::SeqCst);
+        assert!((1..=MAX).contains(&peak), "peak holders {peak}");
+        let opened = opened.load(Ordering::SeqCst);
+        assert!(
+            (1..=MAX).contains(&opened),
+            "opened {opened} connections, max {MAX}"
+        );
+        opened
+    }
 }
 
 fn setup() -> (tempfile::TempDir, Pool, Arc<AtomicUsize>) {
@@ -82,13 +95,7 @@ fn many_threads_respect_max_size() {
         h.join().expect("worker thread panicked");
     }
 
-    let peak = occupancy.peak.load(Ordering::SeqCst);
-    assert!((1..=MAX).contains(&peak), "peak holders {peak}");
-    let opened = opened.load(Ordering::SeqCst);
-    assert!(
-        (1..=MAX).contains(&opened),
-        "opened {opened} connections, max {MAX}"
-    );
+    let opened = occupancy.check_peaks(&opened);
     assert_eq!(pool.metrics().connects, opened as u64);
     let conn = pool.get_blocking().unwrap();
     assert_eq!(count_items(&conn.lock()), (THREADS * ROUNDS) as i64);
@@ -126,13 +133,7 @@ async fn many_tasks_respect_max_size() {
         t.await.expect("task panicked");
     }
 
-    let peak = occupancy.peak.load(Ordering::SeqCst);
-    assert!((1..=MAX).contains(&peak), "peak holders {peak}");
-    let opened = opened.load(Ordering::SeqCst);
-    assert!(
-        (1..=MAX).contains(&opened),
-        "opened {opened} connections, max {MAX}"
-    );
+    occupancy.check_peaks(&opened);
     let conn = pool.get().await.unwrap();
     let n = conn.interact(|c| count_items(c)).await.unwrap();
     assert_eq!(n, (TASKS * ROUNDS) as i64);
@@ -215,13 +216,7 @@ async fn many_pool_interacts_hand_connections_on() {
         t.await.expect("task panicked");
     }
 
-    let peak = occupancy.peak.load(Ordering::SeqCst);
-    assert!((1..=MAX).contains(&peak), "peak closures at once {peak}");
-    let opened = opened.load(Ordering::SeqCst);
-    assert!(
-        (1..=MAX).contains(&opened),
-        "opened {opened} connections, max {MAX}"
-    );
+    occupancy.check_peaks(&opened);
     let s = pool.status();
     assert_eq!((s.in_use, s.waiting), (0, 0), "{s:?}");
     let n = pool.interact(|c| Ok(count_items(c))).await.unwrap();
