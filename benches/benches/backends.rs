@@ -187,10 +187,12 @@ fn interleaved_rounds(group: &str) -> usize {
 
 /// Runs the variants in turn, round after round, and prints each one's median time per
 /// operation and `ours ÷ this`: ours' throughput divided by this contender's, taken within each
-/// round (the median, min and max over rounds; above 1 means ours was faster). Criterion measures one contender after the other, minutes apart; on a shared
-/// machine that drift is larger than the differences between pools, while the contenders of one
-/// round here ran seconds apart. The first round only warms up and sizes the rounds (about
-/// 0.8 s per contender each).
+/// round (the median, the mean with its standard error, min and max over rounds; above 1 means
+/// ours was faster). Criterion measures one contender after the other, minutes apart; on a
+/// shared machine that drift is larger than the differences between pools, while the
+/// contenders of one round here ran seconds apart, and each round starts with another
+/// contender. The first round only warms up and sizes the rounds (about 0.8 s per contender
+/// each).
 fn interleaved(rt: &Runtime, group: &str, unit: &str, tasks: usize, variants: &[Variant]) {
     let rounds = interleaved_rounds(group);
     if rounds == 0 || variants.is_empty() {
@@ -206,9 +208,15 @@ fn interleaved(rt: &Runtime, group: &str, unit: &str, tasks: usize, variants: &[
         ops.push(n as u64);
     }
     let mut times = vec![Vec::with_capacity(rounds); variants.len()];
-    for _ in 0..rounds {
-        for ((v, n), t) in variants.iter().zip(&ops).zip(&mut times) {
-            t.push(per_op(rt.block_on((v.run)(tasks, *n)), *n));
+    for round in 0..rounds {
+        // Each round starts with the next contender, so that none always runs first (or right
+        // after the same neighbour) and takes whatever that position costs.
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            times[i].push(per_op(
+                rt.block_on((variants[i].run)(tasks, ops[i])),
+                ops[i],
+            ));
         }
     }
     let median = |mut v: Vec<f64>| {
@@ -220,22 +228,39 @@ fn interleaved(rt: &Runtime, group: &str, unit: &str, tasks: usize, variants: &[
         if unit == "tasks" { ", 2 workers" } else { "" }
     );
     println!(
-        "{:<20} {:>12} {:>14} {:>16}",
-        "contender", "µs/op (med)", "ours ÷ this", "(min … max)"
+        "{:<20} {:>12} {:>12} {:>15} {:>16}",
+        "contender", "µs/op (med)", "ours ÷ this", "mean ± s.e.", "(min … max)"
     );
     for (v, t) in variants.iter().zip(&times) {
-        let ratios = t.iter().zip(&times[0]).map(|(x, o)| x / o).collect();
+        let ratios: Vec<f64> = t.iter().zip(&times[0]).map(|(x, o)| x / o).collect();
+        let (mean, se) = mean_se(&ratios);
         let (m, _, _) = median(t.clone());
         let (r, lo, hi) = median(ratios);
         println!(
-            "{:<20} {:>12.2} {:>14.3} {:>7.3} … {:.3}",
+            "{:<20} {:>12.2} {:>12.3} {:>8.3} ± {:.3} {:>7.3} … {:.3}",
             v.name,
             m * 1e6,
             r,
+            mean,
+            se,
             lo,
             hi
         );
     }
+}
+
+/// The mean of `xs` and its standard error (the sample standard deviation over √n; 0 for a
+/// single value): with rounds as noisy as a shared machine makes them, a ratio within about two
+/// standard errors of a target does not tell either way.
+#[allow(clippy::cast_precision_loss)]
+fn mean_se(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
 }
 
 fn skip(group: &str, url: &str, why: &dyn std::fmt::Display) {

@@ -10,12 +10,12 @@
 //! - `scope/tasksN`: ours through the scope API (`pool.scope(async { pool.scoped().await })`).
 //! - `affinity/<pool>`: a single thread (or task) repeatedly gets and drops.
 //!
-//! After the criterion groups it prints p50/p99/p99.9/max of single `get` latencies at 1, 16
-//! and 256 tasks (hold variant) for every async pool, the pools interleaved round by round, with
-//! ours' throughput as a ratio to each: `POOL_BENCH_ROUNDS` rounds (default 9) of 100 000 gets
-//! per pool; then sustained blocking gets at 8 and 32 threads, ours (strict FIFO and with the
-//! opt-in queue bypass) beside r2d2, interleaved the same way (skip both with
-//! `POOL_BENCH_LATENCY=0`).
+//! After the criterion groups it prints p50/p99/p99.9/max of single `get` latencies for every
+//! async pool at 1, 16 and 256 tasks, then at 16 and 256 tasks in the hold variant, the pools
+//! interleaved round by round, with ours' throughput as a ratio to each: `POOL_BENCH_ROUNDS`
+//! rounds (default 9) of 100 000 gets per pool; then sustained blocking gets at 8 and 32
+//! threads, ours (strict FIFO and with the opt-in queue bypass) beside r2d2, interleaved the
+//! same way (skip both with `POOL_BENCH_LATENCY=0`).
 
 use std::future::Future;
 use std::hint::black_box;
@@ -244,27 +244,34 @@ fn bench_affinity(c: &mut Criterion) {
     g.finish();
 }
 
-/// Per-get latency at 1, 16 and 256 tasks (holding across one yield), printed as a table.
+/// Per-get latency at 1, 16 and 256 tasks, printed as a table: first as in `tasksN` (get and
+/// drop, nothing held across an `.await`: the pure overhead), then as in `tasksN_hold` (each task
+/// holds the connection across one yield, so 16 and 256 tasks queue for 8 connections).
 ///
-/// The pools run in turn, round after round (`rounds`, each `gets_per_round` gets per pool), so
-/// that drift on a shared machine hits all of them alike: each pool's latencies are merged over
-/// its rounds, its rate is the median of its rounds, and `ours ÷` is the median over rounds of
-/// ours' rate divided by this pool's in the same round (above 1: ours was faster).
+/// The pools run in turn, round after round (`rounds`, each `gets_per_round` gets per pool, each
+/// round starting with the next pool), so that drift on a shared machine hits all of them alike:
+/// each pool's latencies are merged over its rounds, its rate is the median of its rounds, and
+/// `ours ÷` is the median over rounds of ours' rate divided by this pool's in the same round
+/// (above 1: ours was faster).
 fn latency_report(rounds: usize, gets_per_round: u64) {
     let rt = runtime();
     println!(
-        "\nlatency of one get (µs), tasks hold the connection across one yield, pool of {POOL_SIZE}, \
-         2 workers; {rounds} interleaved rounds of {gets_per_round} gets per pool"
+        "\nlatency of one get (µs), pool of {POOL_SIZE}, 2 workers; {rounds} interleaved rounds of \
+         {gets_per_round} gets per pool; `hold`: tasks hold the connection across one yield"
     );
     println!(
-        "{:<6} {:<9} {:>10} {:>8} {:>8} {:>9} {:>9}  {:>7}",
+        "{:<10} {:<9} {:>10} {:>8} {:>8} {:>9} {:>9}  {:>7}",
         "tasks", "pool", "gets/s", "p50", "p99", "p99.9", "max", "ours ÷"
     );
     let ours = noop::ours(POOL_SIZE);
     let dead = noop::deadpool(POOL_SIZE);
     let bb8 = rt.block_on(noop::bb8(POOL_SIZE));
     let mobc = noop::mobc(POOL_SIZE);
-    for tasks in TASKS {
+    let cases = TASKS
+        .iter()
+        .map(|&t| (t, false))
+        .chain(HOLD_TASKS.iter().map(|&t| (t, true)));
+    for (tasks, hold) in cases {
         macro_rules! timed_pool {
             ($pool:expr, |$p:ident| $get:expr) => {
                 |total: u64| -> Vec<hdrhistogram::Histogram<u64>> {
@@ -280,7 +287,9 @@ fn latency_report(rounds: usize, gets_per_round: u64) {
                                         let conn = $get.expect("get");
                                         h.record(nanos(t.elapsed())).expect("auto-resize");
                                         black_box(&conn.id);
-                                        tokio::task::yield_now().await;
+                                        if hold {
+                                            tokio::task::yield_now().await;
+                                        }
                                         drop(conn);
                                     }
                                     h
@@ -305,8 +314,11 @@ fn latency_report(rounds: usize, gets_per_round: u64) {
         ];
         let mut hists: Vec<_> = pools.iter().map(|_| latency_histogram()).collect();
         let mut rates: Vec<Vec<f64>> = pools.iter().map(|_| Vec::new()).collect();
-        for _ in 0..rounds {
-            for (i, (_, run)) in pools.iter().enumerate() {
+        for round in 0..rounds {
+            // Each round starts with the next pool, so that none always runs first.
+            for k in 0..pools.len() {
+                let i = (round + k) % pools.len();
+                let run = &pools[i].1;
                 let start = Instant::now();
                 for h in run(gets_per_round) {
                     hists[i].add(&h).expect("same histogram settings");
@@ -320,9 +332,14 @@ fn latency_report(rounds: usize, gets_per_round: u64) {
             #[allow(clippy::cast_precision_loss)]
             let p999_us = hists[i].value_at_quantile(0.999) as f64 / 1_000.0;
             let ratios: Vec<f64> = rates[0].iter().zip(&rates[i]).map(|(o, t)| o / t).collect();
+            let label = if hold {
+                format!("{tasks} hold")
+            } else {
+                tasks.to_string()
+            };
             println!(
-                "{:<6} {:<9} {:>10.0} {:>8.2} {:>8.2} {:>9.2} {:>9.1}  {:>6.3}×",
-                tasks,
+                "{:<10} {:<9} {:>10.0} {:>8.2} {:>8.2} {:>9.2} {:>9.1}  {:>6.3}×",
+                label,
                 name,
                 median(&rates[i]),
                 p.p50_us,
@@ -358,21 +375,26 @@ fn threads_report(rounds: usize, per_thread: u64) {
         let ns = |d: Duration| d.as_nanos() as f64 / total as f64;
         let mut times: [Vec<f64>; 3] = Default::default();
         let mut queued = [0u64; 2];
-        for _ in 0..rounds {
-            for (i, pool) in [&ours, &ours_bypass].into_iter().enumerate() {
-                let waits = pool.metrics().waits;
-                times[i].push(ns(spread_threads(threads, total, |n| {
-                    for _ in 0..n {
-                        black_box(&pool.get_blocking().expect("get").id);
-                    }
-                })));
-                queued[i] += pool.metrics().waits - waits;
-            }
-            times[2].push(ns(spread_threads(threads, total, |n| {
-                for _ in 0..n {
-                    black_box(&r2d2.get().expect("get").id);
+        for round in 0..rounds {
+            // Each round starts with the next pool, so that none always runs first.
+            for k in 0..3 {
+                let i = (round + k) % 3;
+                if let Some(pool) = [&ours, &ours_bypass].get(i) {
+                    let waits = pool.metrics().waits;
+                    times[i].push(ns(spread_threads(threads, total, |n| {
+                        for _ in 0..n {
+                            black_box(&pool.get_blocking().expect("get").id);
+                        }
+                    })));
+                    queued[i] += pool.metrics().waits - waits;
+                } else {
+                    times[i].push(ns(spread_threads(threads, total, |n| {
+                        for _ in 0..n {
+                            black_box(&r2d2.get().expect("get").id);
+                        }
+                    })));
                 }
-            })));
+            }
         }
         for (i, name) in ["ours", "ours_bypass", "r2d2"].into_iter().enumerate() {
             let ratios: Vec<f64> = times[2].iter().zip(&times[i]).map(|(r, t)| r / t).collect();
