@@ -190,9 +190,9 @@ fn interleaved_rounds(group: &str) -> usize {
 /// round (the median, the mean with its standard error, min and max over rounds; above 1 means
 /// ours was faster). Criterion measures one contender after the other, minutes apart; on a
 /// shared machine that drift is larger than the differences between pools, while the
-/// contenders of one round here ran seconds apart, and each round starts with another
-/// contender. The first round only warms up and sizes the rounds (about 0.8 s per contender
-/// each).
+/// contenders of one round here ran seconds apart, each round in a new order and each contender
+/// after an untimed tenth of its run. The first round only warms up and sizes the rounds (about
+/// 0.8 s per contender each).
 fn interleaved(rt: &Runtime, group: &str, unit: &str, tasks: usize, variants: &[Variant]) {
     let rounds = interleaved_rounds(group);
     if rounds == 0 || variants.is_empty() {
@@ -208,11 +208,16 @@ fn interleaved(rt: &Runtime, group: &str, unit: &str, tasks: usize, variants: &[
         ops.push(n as u64);
     }
     let mut times = vec![Vec::with_capacity(rounds); variants.len()];
-    for round in 0..rounds {
-        // Each round starts with the next contender, so that none always runs first (or right
-        // after the same neighbour) and takes whatever that position costs.
-        for k in 0..variants.len() {
-            let i = (round + k) % variants.len();
+    // A fixed seed: the same orders every run.
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let mut order: Vec<usize> = (0..variants.len()).collect();
+    for _ in 0..rounds {
+        // Each round runs the contenders in a new random order, so that none always runs first
+        // or right after the same neighbour (whose server processes, just busy, then idle, can
+        // slow the next one's start). Each first runs a tenth of its operations untimed.
+        rng.shuffle(&mut order);
+        for &i in &order {
+            rt.block_on((variants[i].run)(tasks, (ops[i] / 10).max(1)));
             times[i].push(per_op(
                 rt.block_on((variants[i].run)(tasks, ops[i])),
                 ops[i],
