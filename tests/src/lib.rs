@@ -13,6 +13,7 @@
 //! printing why), so a laptop without MariaDB can still run the other tests.
 
 mod diagnostics;
+pub mod outage;
 mod process;
 
 pub use diagnostics::{error_chain, LogCapture};
