@@ -6,8 +6,11 @@
 //! are divided by `CYCLES`. The count is printed before the criterion groups run:
 //!
 //! - `single`: one task (current-thread runtime) or one thread, uncontended;
-//! - `contended`: 16 tasks on a 2-worker runtime holding the connection across a yield, so
-//!   most gets wait (spawning the 16 tasks costs a few allocations per run, < 0.001 per cycle).
+//! - `contended`: 16 or 256 tasks on a 2-worker runtime holding the connection across a yield,
+//!   so most gets wait. Spawning the tasks costs a few allocations per run (one per task, plus
+//!   a few). At 256 tasks ours also makes the grant cells of the run's first queueings beyond
+//!   the spare cells it keeps (about 220 per run); they are reused after that, so the total
+//!   stays the same with four times the cycles.
 //!
 //! Then `acquire/sizeN/<pool>` measures one uncontended get + drop with N idle connections.
 
@@ -26,7 +29,6 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const CYCLES: u64 = 100_000;
 const WARMUP: u64 = 10_000;
 const POOL_SIZE: usize = 8;
-const CONTENDED_TASKS: u64 = 16;
 
 fn current_thread() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -70,16 +72,17 @@ macro_rules! single_async {
     };
 }
 
-/// 16 tasks sharing `n` cycles, holding the connection across one yield.
+/// `$tasks` tasks sharing `n` cycles, holding the connection across one yield.
 macro_rules! contended_async {
-    ($rt:expr, $pool:expr, |$p:ident| $get:expr) => {
+    ($rt:expr, $pool:expr, $tasks:expr, |$p:ident| $get:expr) => {
         |n: u64| {
+            let tasks: u64 = $tasks;
             $rt.block_on(async {
-                let handles: Vec<_> = (0..CONTENDED_TASKS)
+                let handles: Vec<_> = (0..tasks)
                     .map(|_| {
                         let $p = $pool.clone();
                         tokio::spawn(async move {
-                            for _ in 0..n / CONTENDED_TASKS {
+                            for _ in 0..n / tasks {
                                 let conn = $get.expect("get");
                                 black_box(conn.id);
                                 tokio::task::yield_now().await;
@@ -168,26 +171,33 @@ fn report_allocations() {
             }
         }),
     ));
-    rows.push((
-        "ours",
-        "contended 16 tasks",
-        per_cycle(contended_async!(mt, ours, |p| p.get().await)),
-    ));
-    rows.push((
-        "deadpool",
-        "contended 16 tasks",
-        per_cycle(contended_async!(mt, dead, |p| p.get().await)),
-    ));
-    rows.push((
-        "bb8",
-        "contended 16 tasks",
-        per_cycle(contended_async!(mt, bb8_mt, |p| p.get_owned().await)),
-    ));
-    rows.push((
-        "mobc",
-        "contended 16 tasks",
-        per_cycle(contended_async!(mt, mobc_mt, |p| p.get().await)),
-    ));
+    for tasks in [16, 256] {
+        let mode = if tasks == 16 {
+            "contended 16 tasks"
+        } else {
+            "contended 256 tasks"
+        };
+        rows.push((
+            "ours",
+            mode,
+            per_cycle(contended_async!(mt, ours, tasks, |p| p.get().await)),
+        ));
+        rows.push((
+            "deadpool",
+            mode,
+            per_cycle(contended_async!(mt, dead, tasks, |p| p.get().await)),
+        ));
+        rows.push((
+            "bb8",
+            mode,
+            per_cycle(contended_async!(mt, bb8_mt, tasks, |p| p.get_owned().await)),
+        ));
+        rows.push((
+            "mobc",
+            mode,
+            per_cycle(contended_async!(mt, mobc_mt, tasks, |p| p.get().await)),
+        ));
+    }
 
     println!("\nallocations per get/release cycle (steady state, {CYCLES} cycles after {WARMUP} warm-up, pool of {POOL_SIZE})");
     println!(

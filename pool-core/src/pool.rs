@@ -14,7 +14,7 @@ use crate::sync::{self, Mutex, ThreadWaker};
 use tokio::time::Instant;
 
 use crate::config::{Builder, Config};
-use crate::core::cell::GrantCell;
+use crate::core::cell::{GrantCell, Stashes};
 use crate::core::{
     wake_all, Acquire, Ask, ConnectFailure, Entry, Grant, Holder, Idle, Limits, Retake, State,
     Sweeper, Wake,
@@ -66,6 +66,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) fast_gets: AtomicU64,
     /// Task and thread scopes' slots for reuse (see `crate::scope`).
     pub(crate) scope_slots: crate::scope::Spares<M>,
+    /// Spare grant cells, one stash per fast-path slot (see `crate::core::cell`).
+    cells: Stashes<M::Connection, M::Error>,
 }
 
 /// Which front end drives an acquisition.
@@ -198,6 +200,7 @@ impl<M: Manager> Pool<M> {
             drained: tokio::sync::Notify::new(),
             sweep_notify: tokio::sync::Notify::new(),
             slots: crate::fast::slots(),
+            cells: Stashes::new(crate::fast::slots::<()>().len()),
             parked: sync::AtomicUsize::new(0),
             fast: sync::AtomicBool::new(false),
             fast_gets: AtomicU64::new(0),
@@ -443,13 +446,16 @@ struct Get<M: Manager> {
 
 impl<M: Manager> Drop for Get<M> {
     fn drop(&mut self) {
-        if let GetState::Waiting { key, cell, .. } = &self.state {
+        if let GetState::Waiting { key, cell, .. } =
+            std::mem::replace(&mut self.state, GetState::Done)
+        {
             // Under the lock: removes the node, or passes on a grant that arrived.
             let (wake, closing) =
                 self.shared
                     .state
                     .lock_spinning()
-                    .cancel_cell_waiter(*key, cell, Instant::now());
+                    .cancel_cell_waiter(key, &cell, Instant::now());
+            self.shared.keep_cell(cell);
             self.shared.after_unlock(wake, closing);
         }
     }
@@ -561,10 +567,13 @@ impl<M: Manager> Get<M> {
                 self.state = GetState::Waiting { key, start, cell };
                 Poll::Pending
             }
-            Some((grant, woke)) => match shared.granted(Some(grant), woke, start, &mut None) {
-                Ok(step) => self.continue_with(cx, step, start),
-                Err(e) => Poll::Ready(Err(e)),
-            },
+            Some((grant, woke)) => {
+                shared.keep_cell(cell);
+                match shared.granted(Some(grant), woke, start, &mut None) {
+                    Ok(step) => self.continue_with(cx, step, start),
+                    Err(e) => Poll::Ready(Err(e)),
+                }
+            }
         }
     }
 
@@ -856,6 +865,11 @@ impl<M: Manager> Shared<M> {
         let mut refill = 0;
         let mut sweeper = Sweeper::Armed;
         let mut flushed = Vec::new();
+        // A request that will likely queue (the fast path is closed, and not for `min_idle`)
+        // takes its grant cell before locking; one that queues unexpectedly takes it under the
+        // lock. Either way from this thread's stash: no allocation in steady state.
+        let mut spare = (cell && self.config.min_idle == 0 && !self.fast.load(Ordering::Relaxed))
+            .then(|| self.take_cell());
         let decision = {
             let mut st = self.lock_state(waker.is_some());
             if st.no_idle() {
@@ -872,7 +886,7 @@ impl<M: Manager> Shared<M> {
                     Some(w) => Wake::Task(w.clone()),
                     None => Wake::Thread(ThreadWaker::for_this_thread()),
                 },
-                cell,
+                || cell.then(|| spare.take().unwrap_or_else(|| self.take_cell())),
             );
             if count == Count::Yes || count == Count::UnlessFull && !matches!(d, Acquire::Full) {
                 st.stats.gets += 1;
@@ -888,6 +902,9 @@ impl<M: Manager> Shared<M> {
             self.set_fast(st.fast_ok());
             d
         };
+        if let Some(unused) = spare {
+            self.keep_cell(unused);
+        }
         self.after_flush(flushed);
         match sweeper {
             Sweeper::Armed => {}
@@ -1340,6 +1357,18 @@ impl<M: Manager> Shared<M> {
             }
         }
         std::mem::forget(gone);
+    }
+
+    /// A grant cell for an async request that queues, from this thread's stash.
+    fn take_cell(&self) -> CellOf<M> {
+        self.cells.get(self.slot_index())
+    }
+
+    /// Keeps the cell of an async request that is done with it in this thread's stash, if no
+    /// waiter node refers to it any more (see `crate::core::cell`). Called without the pool
+    /// lock (the stash's lock is only ever taken inside the pool's, never around it).
+    fn keep_cell(&self, cell: CellOf<M>) {
+        self.cells.put(self.slot_index(), cell);
     }
 
     /// Locks the pool's state; `spin`: the caller is a tokio task (see `crate::sync::Mutex`).

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::manager::{CloseReason, ConnMeta};
 use crate::metrics::{HeldConn, Metrics, Status};
 use crate::sync::ThreadWaker;
-use cell::{GrantCell, Granted, Spares};
+use cell::{GrantCell, Granted};
 use list::List;
 
 /// How to wake a queued request.
@@ -220,7 +220,6 @@ pub(crate) struct State<C, E> {
     reclaimed: usize,
     waiters: List<Node<C, E>>,
     /// Grant cells for reuse.
-    spares: Spares<C, E>,
     closed: bool,
     pub(crate) stats: Metrics,
     failures: u32,
@@ -253,7 +252,6 @@ impl<C, E> State<C, E> {
             held: Slab::new(),
             reclaimed: 0,
             waiters: List::new(),
-            spares: Spares::new(),
             closed: false,
             stats: Metrics::default(),
             failures: 0,
@@ -324,7 +322,9 @@ impl<C, E> State<C, E> {
     }
 
     /// Starts an acquisition: an idle connection, capacity to open one, or a place in the queue.
-    /// `prefer` is the (idle key, connection id) this thread returned last.
+    /// `prefer` is the (idle key, connection id) this thread returned last. `cell` gives the
+    /// grant cell of an async request (called only if it queues; the cell is shared with its
+    /// node then), or `None`.
     pub(crate) fn acquire(
         &mut self,
         now: Instant,
@@ -332,7 +332,7 @@ impl<C, E> State<C, E> {
         ask: Ask,
         deadline: impl FnOnce() -> Option<Instant>,
         wake: impl FnOnce() -> Wake,
-        cell: bool,
+        cell: impl FnOnce() -> Option<Arc<GrantCell<C, E>>>,
     ) -> Acquire<C, E> {
         let Ask {
             holder,
@@ -361,7 +361,7 @@ impl<C, E> State<C, E> {
         }
         self.stats.waits += 1;
         let uid = self.uid();
-        let cell = cell.then(|| self.spares.get());
+        let cell = cell();
         let key = self.waiters.push_back(Node {
             grant: None,
             cell: cell.clone(),
@@ -575,7 +575,6 @@ impl<C, E> State<C, E> {
         };
         self.stats.wait_time += at.saturating_duration_since(node.queued_at);
         cell.fill((grant, at));
-        self.spares.put(cell);
         node.wake
     }
 
@@ -587,13 +586,9 @@ impl<C, E> State<C, E> {
         self.waiters.remove(key)
     }
 
-    /// Removes a waiter node that was not granted; its grant cell, if any, is kept for reuse.
+    /// Removes a waiter node that was not granted (its reference to a grant cell goes with it).
     fn unqueue(&mut self, key: usize) -> Node<C, E> {
-        let mut node = self.remove_node(key);
-        if let Some(cell) = node.cell.take() {
-            self.spares.put(cell);
-        }
-        node
+        self.remove_node(key)
     }
 
     /// Hands an available connection to the head of the queue, or makes it idle (returning its

@@ -104,3 +104,36 @@ fn loom_async_close_while_waiting() {
         drop(rt);
     });
 }
+
+/// Pool of 1, held: an async request gets twice in a row while this thread returns the
+/// connection, takes it again (a blocking get) and returns it. In the runs where the request
+/// queues both times, the second queueing reuses the grant cell the first one kept (see
+/// `crate::core::cell`) while this thread's hand-over and check-in run. Every get has the live
+/// connection, and nothing is lost or handed out twice.
+#[test]
+fn loom_async_request_reuses_its_cell() {
+    model(|| {
+        let rt = runtime();
+        let (pool, _) = pool(1);
+        let held = get(&pool);
+        let b = {
+            let (pool, rt) = (pool.clone(), rt.clone());
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    let conn = get_async(&pool, &rt).expect("get");
+                    assert_live(&pool, &conn);
+                }
+            })
+        };
+        drop(held);
+        let again = get(&pool);
+        assert_live(&pool, &again);
+        drop(again);
+        b.join().unwrap();
+        let s = check_quiescent(&pool);
+        assert_eq!((s.size, s.idle), (1, 1), "{s:?}");
+        assert_one_connect(&pool);
+        check_usable_then_drop(pool);
+        drop(rt);
+    });
+}
