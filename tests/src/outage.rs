@@ -28,8 +28,8 @@ pub trait Restartable: Send + 'static {
 ///
 /// 1. Server up: calls succeed.
 /// 2. The server stops while 6 tasks hammer a pool of 4: the outage is noticed.
-/// 3. While it is down every call fails, each within [`BOUND`], and the pool stays within its
-///    size.
+/// 3. While it is down every call fails, each within 6 s (the pool's timeouts and some slack),
+///    and the pool stays within its size.
 /// 4. Once it is back, calls succeed again within 30 s without any manual reset.
 ///
 /// # Panics
