@@ -190,6 +190,8 @@ impl<M: Manager> Pool<M> {
             queue_bypass: config.queue_bypass,
         };
         let check_window = limits.check_window;
+        let slots = crate::fast::slots();
+        let cells = Stashes::new(slots.len());
         let shared = Arc::new(Shared {
             check_window,
             manager,
@@ -199,8 +201,8 @@ impl<M: Manager> Pool<M> {
             handles: AtomicUsize::new(1),
             drained: tokio::sync::Notify::new(),
             sweep_notify: tokio::sync::Notify::new(),
-            slots: crate::fast::slots(),
-            cells: Stashes::new(crate::fast::slots::<()>().len()),
+            slots,
+            cells,
             parked: sync::AtomicUsize::new(0),
             fast: sync::AtomicBool::new(false),
             fast_gets: AtomicU64::new(0),
