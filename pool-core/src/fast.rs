@@ -17,8 +17,9 @@
 //! the flag fell. Both pairs are `SeqCst`, so at least one side sees the other (a Dekker
 //! handshake; the slot lock orders the rest). The loom models check it with the flag and the
 //! count as loom atomics and a `SeqCst` fence between each write and read (see
-//! `sync::handshake_fence`: loom models `SeqCst` accesses as `AcqRel` only). Maintenance (`held`, the reaper, `close_*`,
-//! `resize`, `close`) flushes first, so the core is the whole truth whenever it is inspected.
+//! `sync::handshake_fence`: loom models `SeqCst` accesses as `AcqRel` only). Maintenance
+//! (`held`, the reaper, `close_*`, `resize`, `close`) flushes first, so the core is the whole
+//! truth whenever it is inspected.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -640,9 +640,7 @@ impl<M: Manager> Shared<M> {
         let _enter = span.enter();
         block_on(self.acquire(holder, wait, Mode::Blocking, allow_create, now, step))
     }
-}
 
-impl<M: Manager> Shared<M> {
     /// The blocking front end's first locked attempt, when nothing was parked for this thread.
     /// While nothing is free, it yields and looks again a few times before queueing (see
     /// `sync::YIELDS_BEFORE_QUEUE`); a look may find a connection parked meanwhile.

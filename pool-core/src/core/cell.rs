@@ -81,13 +81,14 @@ impl<C, E> Stashes<C, E> {
         Stashes((0..n).map(|_| Stash(SlotMutex::new(Vec::new()))).collect())
     }
 
-    /// A cell for a request about to queue on the thread of stash `i`: a spare (its own, else
-    /// one of another stash that is not busy), else a new one.
+    /// A cell for a request about to queue on the thread of stash `i` (a slot index, below the
+    /// number of stashes): a spare (its own, else one of another stash that is not busy), else a
+    /// new one.
     pub(crate) fn get(&self, i: usize) -> Arc<GrantCell<C, E>> {
-        let n = self.0.len();
-        if let Some(cell) = self.0[i % n].0.lock().pop() {
+        if let Some(cell) = self.0[i].0.lock().pop() {
             return cell;
         }
+        let n = self.0.len();
         (1..n)
             .find_map(|k| self.0[(i + k) % n].0.try_lock()?.pop())
             .unwrap_or_else(|| Arc::new(GrantCell::new()))
@@ -101,7 +102,7 @@ impl<C, E> Stashes<C, E> {
             return;
         }
         debug_assert!(cell.take().is_none(), "a spare cell holds a grant");
-        let mut spares = self.0[i % self.0.len()].0.lock();
+        let mut spares = self.0[i].0.lock();
         if spares.len() < STASHED {
             spares.push(cell);
         }

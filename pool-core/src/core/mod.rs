@@ -219,7 +219,6 @@ pub(crate) struct State<C, E> {
     held: Slab<Held>,
     reclaimed: usize,
     waiters: List<Node<C, E>>,
-    /// Grant cells for reuse.
     closed: bool,
     pub(crate) stats: Metrics,
     failures: u32,
@@ -476,7 +475,7 @@ impl<C, E> State<C, E> {
         if self.limits.queue_bypass.is_some() && !self.idle.is_empty() {
             // Woken under the queue bypass (or still in time): take an idle connection.
             let holder = node.holder;
-            self.unqueue(key);
+            self.remove_node(key);
             let idle = self.idle.pop_back().expect("an idle connection");
             let at = idle.meta.last_used;
             if let Some(since) = since {
@@ -515,7 +514,7 @@ impl<C, E> State<C, E> {
         key: usize,
         now: Instant,
     ) -> (Option<Wake>, Option<Closing<C>>) {
-        let node = self.unqueue(key);
+        let node = self.remove_node(key);
         self.pass_on(node.grant, now)
     }
 
@@ -578,17 +577,13 @@ impl<C, E> State<C, E> {
         node.wake
     }
 
-    /// Removes a waiter node, forgetting an outstanding queue-bypass wake-up of it.
+    /// Removes a waiter node (its reference to a grant cell goes with it), forgetting an
+    /// outstanding queue-bypass wake-up of it.
     fn remove_node(&mut self, key: usize) -> Node<C, E> {
         if self.nudged == Some(key) {
             self.nudged = None;
         }
         self.waiters.remove(key)
-    }
-
-    /// Removes a waiter node that was not granted (its reference to a grant cell goes with it).
-    fn unqueue(&mut self, key: usize) -> Node<C, E> {
-        self.remove_node(key)
     }
 
     /// Hands an available connection to the head of the queue, or makes it idle (returning its
