@@ -15,6 +15,7 @@ mod metrics;
 mod pool;
 mod reaper;
 mod retry;
+mod routing;
 mod scope;
 mod sync;
 #[cfg(test)]
@@ -27,4 +28,5 @@ pub use manager::{CloseReason, ConnMeta, Manager};
 pub use metrics::{HeldConn, Metrics, Status};
 pub use pool::Pool;
 pub use retry::{retry, retry_blocking, ErrorClass, RetryPolicy};
+pub use routing::{Member, ReadWrite};
 pub use scope::ScopedConn;
