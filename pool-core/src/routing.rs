@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{Manager, Pool, PoolError, Pooled, Status};
 
@@ -174,7 +174,8 @@ impl<M: Manager> ReadWrite<M> {
     pub async fn get_read(&self) -> Result<(Pooled<M>, Member), PoolError<M::Error>> {
         let inner = &*self.inner;
         let total = inner.primary.config().wait_timeout;
-        let start = Instant::now();
+        // tokio's clock, so that the budget follows a paused test clock too.
+        let start = tokio::time::Instant::now();
         let n = inner.replicas.len();
         if n > 0 {
             let first = inner.next.fetch_add(1, Ordering::Relaxed) % n;
