@@ -18,7 +18,7 @@ pub(crate) struct PgServer {
     child: Option<ServerProcess>,
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -27,7 +27,7 @@ fn is_root() -> bool {
 }
 
 /// `program args…`, as the `postgres` user when we are root.
-fn command(program: &str) -> Command {
+pub(crate) fn command(program: &str) -> Command {
     if is_root() {
         let mut c = Command::new("setpriv");
         c.args([
@@ -42,7 +42,7 @@ fn command(program: &str) -> Command {
     }
 }
 
-fn bin(name: &str) -> String {
+pub(crate) fn bin(name: &str) -> String {
     let path = Path::new(BIN).join(name);
     assert!(
         path.exists(),
