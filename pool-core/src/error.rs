@@ -61,6 +61,8 @@ pub enum PoolError<E> {
     NoScope,
     /// The scope's connection is already borrowed by another part of the same scope.
     ScopeBusy,
+    /// A [`GlobalPool`](crate::GlobalPool) was used before it was configured.
+    NotConfigured,
 }
 
 impl<E> PoolError<E> {
@@ -102,6 +104,9 @@ impl<E> fmt::Display for PoolError<E> {
             PoolError::NoScope => f.write_str("no connection scope of this pool is active"),
             PoolError::ScopeBusy => {
                 f.write_str("the scope's connection is already borrowed in this scope")
+            }
+            PoolError::NotConfigured => {
+                f.write_str("the global pool is not configured yet (call `configure` at startup)")
             }
         }
     }

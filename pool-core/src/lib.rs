@@ -4,12 +4,16 @@
 #![warn(missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
 #![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod core;
 mod error;
 mod fast;
+mod global;
 mod guard;
+#[cfg(feature = "tower")]
+mod layer;
 mod manager;
 mod metrics;
 mod pool;
@@ -23,7 +27,11 @@ mod tests;
 
 pub use config::{Builder, Config};
 pub use error::{BuildError, Phase, PoolError};
+pub use global::{AlreadyConfigured, GlobalPool};
 pub use guard::Pooled;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use layer::{ScopeLayer, ScopeService};
 pub use manager::{CloseReason, ConnMeta, Manager};
 pub use metrics::{HeldConn, Metrics, Status};
 pub use pool::Pool;

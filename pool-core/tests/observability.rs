@@ -157,6 +157,7 @@ async fn error_display_does_not_repeat_the_source() {
         PoolError::Closed,
         PoolError::NoScope,
         PoolError::ScopeBusy,
+        PoolError::NotConfigured,
     ];
     for err in &no_source {
         assert!(err.source().is_none(), "{err:?}");
