@@ -9,6 +9,8 @@
 mod config;
 mod core;
 mod error;
+#[cfg(feature = "metrics")]
+mod export;
 mod fast;
 mod global;
 mod guard;
@@ -28,6 +30,9 @@ mod tests;
 
 pub use config::{Builder, Config};
 pub use error::{BuildError, Phase, PoolError};
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use export::MetricsExporter;
 pub use global::{AlreadyConfigured, GlobalPool};
 pub use guard::Pooled;
 #[cfg(feature = "tower")]
