@@ -1,0 +1,201 @@
+//! An axum service on PostgreSQL and SQLite, built the way the pool is meant to be used in a
+//! real service:
+//!
+//! - two configure-once global pools ([`PG`], [`SQLITE`]), set up by [`setup`] at startup and
+//!   used from any handler;
+//! - a connection scope per request ([`pool_core::ScopeLayer`]): a handler at any depth takes
+//!   the request's PostgreSQL connection with `PG.pool()?.scoped()`; the connection is opened
+//!   on first use and goes back when the response is ready (or the client hangs up);
+//! - SQLite work runs on blocking threads through `interact`, never on the runtime's workers;
+//! - `/metrics` in Prometheus text, the pools' state under OpenTelemetry's
+//!   `db.client.connection.*` names;
+//! - errors answered as `500` with their whole cause chain ([`pool_core::Report`]).
+//!
+//! `cargo run -p pool-example-service` serves it (see `src/main.rs` for its environment
+//! variables); `cargo test -p pool-example-service` runs it against the machine's PostgreSQL
+//! with a few hundred real HTTP requests.
+
+use std::time::Duration;
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use pool_core::{GlobalPool, MetricsExporter, Report, ScopeLayer};
+use pool_sqlite::SqlitePool;
+use serde::{Deserialize, Serialize};
+
+/// The PostgreSQL pool, configured by [`setup`].
+pub static PG: GlobalPool<pool_postgres::Manager> = GlobalPool::new();
+/// The SQLite pool, configured by [`setup`].
+pub static SQLITE: GlobalPool<pool_sqlite::SqliteManager> = GlobalPool::new();
+
+/// What [`setup`] needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The PostgreSQL URL.
+    pub pg_url: String,
+    /// The SQLite URL (`sqlite://path`, `sqlite::memory:` is not shared across connections).
+    pub sqlite_url: String,
+    /// Most PostgreSQL connections.
+    pub pg_max_size: usize,
+    /// Most SQLite connections.
+    pub sqlite_max_size: usize,
+}
+
+/// A boxed error of the set-up.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Builds both pools, installs them as the global ones and creates the service's tables.
+///
+/// # Errors
+/// A malformed URL, a pool that is configured already, or a database that cannot be reached.
+pub async fn setup(settings: &Settings) -> Result<(), BoxError> {
+    let manager = pool_postgres::Manager::from_url(&settings.pg_url)?
+        .application_name("pool-example-service");
+    let pg = pool_postgres::Pool::builder(manager)
+        .max_size(settings.pg_max_size)
+        .wait_timeout(Duration::from_secs(5))
+        .build()?;
+    let sqlite = pool_sqlite::pool(&settings.sqlite_url, settings.sqlite_max_size)?;
+    PG.configure(pg)?;
+    SQLITE.configure(sqlite)?;
+    PG.get()
+        .await?
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS example_notes (id bigserial PRIMARY KEY, body text NOT NULL)",
+        )
+        .await?;
+    SQLITE
+        .pool()?
+        .interact(|c| {
+            c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS visits (page TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+            )
+        })
+        .await?;
+    Ok(())
+}
+
+/// The service's routes, each request in a PostgreSQL connection scope; `metrics` renders
+/// `/metrics`.
+///
+/// # Panics
+/// When [`setup`] has not configured [`PG`].
+pub fn router(metrics: PrometheusHandle) -> Router {
+    let pg = PG
+        .pool()
+        .expect("setup() configures the pools first")
+        .clone();
+    Router::new()
+        .route("/notes", post(create_note))
+        .route("/notes/{id}", get(read_note))
+        .route("/visits/{page}", post(visit))
+        .route("/healthz", get(health))
+        .route("/metrics", get(move || render_metrics(metrics.clone())))
+        .layer(ScopeLayer::new(pg))
+}
+
+/// A note, as stored and as answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    /// Its id (ignored on creation).
+    #[serde(default)]
+    pub id: i64,
+    /// Its text.
+    pub body: String,
+}
+
+/// Visits of a page so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visits {
+    /// The page.
+    pub page: String,
+    /// How many visits it had, this one included.
+    pub visits: i64,
+}
+
+/// A handler's failure: `500` with the error's whole cause chain.
+#[derive(Debug)]
+pub struct AppError(String);
+
+impl<E: std::error::Error + 'static> From<E> for AppError {
+    fn from(e: E) -> Self {
+        let line = Report::new(&e).to_string();
+        tracing::warn!(error = %line, "request failed");
+        AppError(line)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, self.0).into_response()
+    }
+}
+
+async fn create_note(Json(note): Json<Note>) -> Result<Json<Note>, AppError> {
+    let conn = PG.pool()?.scoped().await?;
+    let row = conn
+        .query_one(
+            "INSERT INTO example_notes (body) VALUES ($1) RETURNING id, body",
+            &[&note.body],
+        )
+        .await?;
+    Ok(Json(Note {
+        id: row.get(0),
+        body: row.get(1),
+    }))
+}
+
+async fn read_note(Path(id): Path<i64>) -> Result<Response, AppError> {
+    let conn = PG.pool()?.scoped().await?;
+    let row = conn
+        .query_opt("SELECT id, body FROM example_notes WHERE id = $1", &[&id])
+        .await?;
+    Ok(match row {
+        Some(row) => Json(Note {
+            id: row.get(0),
+            body: row.get(1),
+        })
+        .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    })
+}
+
+async fn visit(Path(page): Path<String>) -> Result<Json<Visits>, AppError> {
+    let key = page.clone();
+    let visits = SQLITE
+        .pool()?
+        .interact(move |c| {
+            c.query_row(
+                "INSERT INTO visits (page, n) VALUES (?1, 1)
+                 ON CONFLICT (page) DO UPDATE SET n = n + 1 RETURNING n",
+                [&key],
+                |row| row.get(0),
+            )
+        })
+        .await?;
+    Ok(Json(Visits { page, visits }))
+}
+
+async fn health() -> Result<&'static str, AppError> {
+    let conn = PG.pool()?.scoped().await?;
+    conn.simple_query("SELECT 1").await?;
+    SQLITE
+        .pool()?
+        .interact(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+        .await?;
+    Ok("ok")
+}
+
+async fn render_metrics(handle: PrometheusHandle) -> String {
+    if let Ok(pool) = PG.pool() {
+        MetricsExporter::new("postgres").record(pool);
+    }
+    if let Ok(pool) = SQLITE.pool() {
+        MetricsExporter::new("sqlite").record(pool);
+    }
+    handle.render()
+}
