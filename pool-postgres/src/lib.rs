@@ -11,11 +11,13 @@ mod client;
 mod connect;
 mod error;
 mod manager;
+mod role;
 mod sniff;
 
 pub use client::ClientWrapper;
 pub use error::{classify, classify_pool_error, retry, ConfigError};
 pub use manager::{InitFuture, InitHook, Manager, ResetMode};
+pub use role::TargetRole;
 pub use tokio_postgres;
 
 #[cfg(feature = "rustls")]
@@ -28,6 +30,9 @@ pub type Pool = pool_core::Pool<Manager>;
 /// A connection checked out of a [`Pool`]; derefs to [`ClientWrapper`] and from there to
 /// [`tokio_postgres::Client`]. Dropping it returns the connection to the pool.
 pub type Client = pool_core::Pooled<Manager>;
+
+/// One handle over a primary pool and read-replica pools (see [`pool_core::ReadWrite`]).
+pub type ReadWritePool = pool_core::ReadWrite<Manager>;
 
 /// The error of [`Pool::get`] and friends: the pool's own error around a driver error.
 pub type Error = pool_core::PoolError<tokio_postgres::Error>;

@@ -15,6 +15,7 @@ use tokio_postgres::{Config, NoTls, Socket};
 use crate::client::ClientWrapper;
 use crate::connect::{Connect, PlainConnector, TlsConnector};
 use crate::error::ConfigError;
+use crate::role::{mismatch, server_role, split_target_role, TargetRole};
 
 /// The future an [`InitHook`] returns.
 pub type InitFuture<'a> =
@@ -76,6 +77,8 @@ pub struct Manager {
     reset_mode: ResetMode,
     cache_capacity: usize,
     resets: AtomicU64,
+    role: TargetRole,
+    max_lag: Option<Duration>,
 }
 
 impl Manager {
@@ -94,6 +97,8 @@ impl Manager {
 
     fn with_connector(config: Config, connector: Box<dyn Connect>) -> Self {
         Manager {
+            role: TargetRole::of(&config),
+            max_lag: None,
             config,
             connector,
             init: None,
@@ -110,9 +115,55 @@ impl Manager {
     ///
     /// [`ConfigError::Url`] when tokio-postgres rejects the string. The error never contains the
     /// password.
+    ///
+    /// Besides the driver's values, `target_session_attrs` may be `primary`, `standby` or
+    /// `prefer-standby` (see [`TargetRole`]).
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let (url, role) = split_target_role(url);
         let config = url.parse::<Config>().map_err(ConfigError::Url)?;
-        Ok(Self::new(config))
+        let manager = Self::new(config);
+        Ok(match role {
+            Some(role) => manager.target_role(role),
+            None => manager,
+        })
+    }
+
+    /// Which server every connection must reach, among the configured hosts; re-checked
+    /// whenever a connection is validated (after `validate_after_idle`), so that a connection
+    /// to a server that changed role (a demoted primary, a promoted standby) is replaced.
+    /// Default: the connection string's `target_session_attrs`, else [`TargetRole::Any`].
+    pub fn target_role(mut self, role: TargetRole) -> Self {
+        self.role = role;
+        self.config.target_session_attrs(role.driver_attrs());
+        self
+    }
+
+    /// The most a standby's replay may lag behind its primary for its connections to be used:
+    /// checked on connect and whenever a connection is validated; a connection over the bound
+    /// fails its check and is replaced (so a read through [`pool_core::ReadWrite`] falls back to
+    /// another member). Lag counts only while the standby has received WAL it has not replayed,
+    /// so an idle primary does not make its standbys look late. Default: no bound.
+    pub fn max_replication_lag(mut self, lag: Duration) -> Self {
+        self.max_lag = Some(lag);
+        self
+    }
+
+    /// Whether connections need a role or lag check on connect and validation.
+    fn checks_role(&self) -> bool {
+        matches!(self.role, TargetRole::ReadWrite | TargetRole::ReadOnly) || self.max_lag.is_some()
+    }
+
+    /// Fails when `client`'s server does not match [`Manager::target_role`] or lags more than
+    /// [`Manager::max_replication_lag`].
+    async fn check_role(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<(), tokio_postgres::Error> {
+        let server = server_role(client).await?;
+        match mismatch(self.role, self.max_lag, server) {
+            None => Ok(()),
+            Some(why) => Err(crate::connect::io_error(std::io::Error::other(why)).await),
+        }
     }
 
     /// A manager for `config` that connects through the TLS connector `tls` (e.g.
@@ -234,6 +285,8 @@ impl fmt::Debug for Manager {
             .field("init", &self.init.as_ref().map(|_| "<hook>"))
             .field("reset_mode", &self.reset_mode)
             .field("statement_cache_capacity", &self.cache_capacity)
+            .field("target_role", &self.role)
+            .field("max_replication_lag", &self.max_lag)
             .finish_non_exhaustive()
     }
 }
@@ -245,7 +298,20 @@ impl pool_core::Manager for Manager {
     fn connect(&self) -> impl Future<Output = Result<ClientWrapper, tokio_postgres::Error>> + Send {
         let connecting = self.connector.connect(&self.config);
         async move {
-            let conn = ClientWrapper::new(connecting.await?, self.cache_capacity);
+            let connected = match connecting.await {
+                Ok(connected) => connected,
+                // No read-only host among them: any will do.
+                Err(_) if self.role == TargetRole::PreferStandby => {
+                    let mut any = self.config.clone();
+                    any.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::Any);
+                    self.connector.connect(&any).await?
+                }
+                Err(e) => return Err(e),
+            };
+            let conn = ClientWrapper::new(connected, self.cache_capacity);
+            if self.max_lag.is_some() {
+                self.check_role(conn.raw()).await?;
+            }
             // If the hook fails, dropping `conn` aborts the connection task.
             self.run_init(conn.raw()).await?;
             Ok(conn)
@@ -287,6 +353,10 @@ impl pool_core::Manager for Manager {
         conn: &mut ClientWrapper,
         _meta: &ConnMeta,
     ) -> Result<(), tokio_postgres::Error> {
+        if self.checks_role() {
+            // One round trip either way: the role query also proves the connection alive.
+            return self.check_role(conn.raw()).await;
+        }
         conn.raw().simple_query("").await?;
         Ok(())
     }

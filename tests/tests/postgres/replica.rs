@@ -298,3 +298,97 @@ async fn reads_go_to_the_replica_writes_to_the_primary_and_reads_fall_back_when_
     assert!(rw.fallbacks() >= 20);
     cluster.stop_primary();
 }
+
+/// A URL over both servers with a role the driver does not know itself.
+fn both(cluster: &Cluster, attrs: &str) -> String {
+    format!(
+        "postgresql://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs={attrs}",
+        cluster.primary_port, cluster.replica_port
+    )
+}
+
+async fn in_recovery(pool: &Pool) -> bool {
+    pool.get()
+        .await
+        .expect("a connection")
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_standby_and_prefer_standby_pick_the_right_server_and_lag_is_bounded() {
+    let mut cluster = Cluster::start().await;
+    assert!(!in_recovery(&pool(&both(&cluster, "primary"), 1)).await);
+    assert!(in_recovery(&pool(&both(&cluster, "standby"), 1)).await);
+    assert!(in_recovery(&pool(&both(&cluster, "prefer-standby"), 1)).await);
+
+    // Replay paused on the replica while the primary commits (without waiting for it): the lag
+    // grows past the bound, and a pool bounded to 1 s refuses the replica's connections.
+    let primary_admin = crate::util::admin(&cluster.primary_url()).await;
+    // A replayed transaction first, so that the replica has a replay timestamp to measure from.
+    primary_admin
+        .batch_execute("CREATE TABLE lagging (x int)")
+        .await
+        .unwrap();
+    let replica_admin = crate::util::admin(&cluster.replica_url()).await;
+    replica_admin
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    primary_admin
+        .batch_execute("SET synchronous_commit = local; INSERT INTO lagging VALUES (1)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let bounded = |lag| {
+        Pool::builder(
+            Manager::from_url(&cluster.replica_url())
+                .unwrap()
+                .max_replication_lag(lag),
+        )
+        .max_size(1)
+        .wait_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap()
+    };
+    let strict = bounded(Duration::from_secs(1));
+    let err = strict.get().await.expect_err("a replica 1.5 s behind");
+    assert!(
+        pool_core::Report::new(&err)
+            .to_string()
+            .contains("replication lag"),
+        "{}",
+        pool_core::Report::new(&err)
+    );
+    let rw = ReadWrite::new(pool(&cluster.primary_url(), 2), vec![strict])
+        .replica_wait(Duration::from_millis(300));
+    let (_conn, member) = rw.get_read().await.expect("the primary serves the read");
+    assert_eq!(member, Member::Primary);
+    assert!(
+        bounded(Duration::from_secs(60)).get().await.is_ok(),
+        "a looser bound accepts it"
+    );
+
+    // Replay resumes: the replica is usable again.
+    replica_admin
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    let mut caught_up = false;
+    for _ in 0..50 {
+        if bounded(Duration::from_secs(1)).get().await.is_ok() {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(caught_up, "the replica catches up within 5 s");
+
+    // With the replica gone, prefer-standby takes the primary.
+    cluster.stop_replica();
+    assert!(!in_recovery(&pool(&both(&cluster, "prefer-standby"), 1)).await);
+    cluster.stop_primary();
+}
