@@ -8,8 +8,9 @@ use crate::pool::Pool;
 
 /// Every setting of a pool, with documented defaults.
 ///
-/// Build one directly, deserialize it (feature `serde`, durations written as `"30s"`, `"250ms"`),
-/// or use the [`Builder`] setters. [`Builder::build`] checks it.
+/// Build one directly, deserialize it (feature `serde`, durations written as `"30s"`,
+/// `"250ms"`, `"forever"`, and optional ones `"off"`), read it from the environment
+/// ([`Config::from_env`]), or use the [`Builder`] setters. [`Builder::build`] checks it.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
@@ -23,34 +24,34 @@ pub struct Config {
     /// How long a request may queue for a connection before it fails with a timeout.
     /// Default: 30 s. Zero means "fail at once unless a connection is idle or can be opened".
     /// Opening and checking a connection are bounded by their own timeouts.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
     pub wait_timeout: Duration,
     /// Bound of one connect attempt, and of the retries of one request. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
     pub connect_timeout: Duration,
     /// Bound of one `validate` or `reset`. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
     pub validate_timeout: Duration,
     /// Validate (ping) a connection at checkout when it has been idle at least this long.
     /// `Some(Duration::ZERO)` validates every checkout; `None` never. Default: `Some(1 s)`.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::settings::optional_duration"))]
     pub validate_after_idle: Option<Duration>,
     /// Stale timeout: a connection older than this is closed at checkout, check-in or by the
     /// reaper. `None` disables it. Default: `Some(30 min)`.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::settings::optional_duration"))]
     pub max_lifetime: Option<Duration>,
     /// Up to this percentage of `max_lifetime` is subtracted at random from each connection's
     /// lifetime, so a fleet does not reconnect at once. Default: 10. At most 50.
     pub max_lifetime_jitter_percent: u8,
     /// A connection idle for longer than this is closed (keeping `min_idle`). `None` disables it.
     /// Default: `Some(10 min)`.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::settings::optional_duration"))]
     pub idle_timeout: Option<Duration>,
     /// How often the background reaper runs. Default: 30 s.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
     pub reap_interval: Duration,
     /// Log one warning for a connection held longer than this. `None` disables it. Default: `None`.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::settings::optional_duration"))]
     pub leak_threshold: Option<Duration>,
     /// Retry a failed connect with backoff, within `connect_timeout`, when the manager says the
     /// error is retryable. Default: `true`.
@@ -67,7 +68,7 @@ pub struct Config {
     /// than cores (blocking gets already look again a few times before they queue, see
     /// [`Pool::get_blocking`](crate::Pool::get_blocking), which covers most of that case).
     /// `None` (the default): strict FIFO, no request ever overtakes a waiting one.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    #[cfg_attr(feature = "serde", serde(with = "crate::settings::optional_duration"))]
     pub queue_bypass: Option<Duration>,
     /// A name for logs and traces. Default: empty.
     pub name: String,

@@ -24,6 +24,7 @@ mod report;
 mod retry;
 mod routing;
 mod scope;
+mod settings;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -45,3 +46,4 @@ pub use report::Report;
 pub use retry::{retry, retry_blocking, ErrorClass, RetryPolicy};
 pub use routing::{Member, ReadWrite};
 pub use scope::ScopedConn;
+pub use settings::EnvError;

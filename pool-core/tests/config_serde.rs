@@ -60,3 +60,21 @@ async fn a_deserialised_config_builds_a_pool_and_bad_values_are_typed_errors() {
         }
     );
 }
+
+#[test]
+fn optional_durations_switch_off_with_off_and_forever_means_no_bound() {
+    let cfg: Config = serde_json::from_str(
+        r#"{ "idle_timeout": "off", "max_lifetime": "off", "wait_timeout": "forever", "leak_threshold": "30s" }"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.idle_timeout, None);
+    assert_eq!(cfg.max_lifetime, None);
+    assert_eq!(cfg.wait_timeout, Duration::MAX);
+    assert_eq!(cfg.leak_threshold, Some(Duration::from_secs(30)));
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert!(text.contains(r#""idle_timeout":"off""#), "{text}");
+    assert!(text.contains(r#""wait_timeout":"forever""#), "{text}");
+    assert_eq!(serde_json::from_str::<Config>(&text).unwrap(), cfg);
+    let err = serde_json::from_str::<Config>(r#"{ "idle_timeout": "sometimes" }"#).unwrap_err();
+    assert!(err.to_string().contains("30s"), "the error shows the syntax: {err}");
+}
