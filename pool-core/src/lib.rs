@@ -7,6 +7,7 @@
 
 mod config;
 mod core;
+mod deadline;
 mod error;
 mod fast;
 mod guard;
@@ -23,7 +24,7 @@ mod tests;
 pub use config::{Builder, Config};
 pub use error::{BuildError, Phase, PoolError};
 pub use guard::Pooled;
-pub use manager::{CloseReason, ConnMeta, Manager};
+pub use manager::{BlockingManager, CloseReason, ConnMeta, Manager};
 pub use metrics::{HeldConn, Metrics, Status};
 pub use pool::Pool;
 pub use retry::{retry, retry_blocking, ErrorClass, RetryPolicy};

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// but it may be out of date by the time you read it.
 ///
 /// `idle + in_use + opening == size <= max_size` always holds. Connections reclaimed by
-/// `Pool::close_stale` but not yet given back by their holders are counted in `reclaimed`, not in
+/// `Pool::reclaim_held` but not yet given back by their holders are counted in `reclaimed`, not in
 /// `size`.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,7 +24,7 @@ pub struct Status {
     pub opening: usize,
     /// Requests queued for a connection.
     pub waiting: usize,
-    /// Connections reclaimed by `close_stale` whose holders still have them.
+    /// Connections reclaimed by `reclaim_held` whose holders still have them.
     pub reclaimed: usize,
 }
 
@@ -52,7 +52,7 @@ pub struct Metrics {
     pub closed_idle: u64,
     /// Connections closed on request (`Pooled::close`, `close_idle`, `close`, `resize`).
     pub closed_manual: u64,
-    /// Connections reclaimed from their holders by `close_stale`.
+    /// Connections reclaimed from their holders by `reclaim_held`.
     pub closed_leaked: u64,
     /// Connections closed because validation failed.
     pub closed_invalid: u64,
@@ -90,6 +90,6 @@ pub struct HeldConn {
     pub task: Option<tokio::task::Id>,
     /// Where `get` was called.
     pub location: &'static std::panic::Location<'static>,
-    /// Whether `close_stale` reclaimed it.
+    /// Whether `reclaim_held` reclaimed it.
     pub reclaimed: bool,
 }

@@ -1,4 +1,4 @@
-//! Maintenance: resize, close, close_graceful, close_idle, close_stale, close_all, dropping the
+//! Maintenance: resize, close, close_graceful, close_idle, reclaim_held, close_all, dropping the
 //! pool, `Pooled::close` and `Pooled::detach`.
 
 mod common;
@@ -226,7 +226,7 @@ async fn close_idle_closes_only_idle_ones() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn close_stale_reclaims_leaked_connections() {
+async fn reclaim_held_reclaims_leaked_connections() {
     let (pool, fake) = pool(2);
     let old = pool.get().await.unwrap();
     sleep(Duration::from_secs(60)).await;
@@ -236,7 +236,7 @@ async fn close_stale_reclaims_leaked_connections() {
     let waiter = tokio::spawn(async move { p.get().await.map(|c| c.id) });
     settle().await;
     assert_eq!(pool.status().waiting, 1);
-    assert_eq!(pool.close_stale(Duration::from_secs(30)), 1);
+    assert_eq!(pool.reclaim_held(Duration::from_secs(30)), 1);
     // Capacity released at once: the waiter opens a new connection.
     assert_eq!(waiter.await.unwrap().unwrap(), 3);
     let s = pool.status();

@@ -275,6 +275,8 @@ impl Fake {
     }
 }
 
+impl pool_core::BlockingManager for Fake {}
+
 impl Manager for Fake {
     type Connection = Conn;
     type Error = FakeError;
