@@ -22,7 +22,7 @@ mod sync;
 mod tests;
 
 pub use config::{Builder, Config};
-pub use error::{BuildError, Phase, PoolError};
+pub use error::{BuildError, Phase, PoolError, ResizeError};
 pub use guard::Pooled;
 pub use manager::{BlockingManager, CloseReason, ConnMeta, Manager};
 pub use metrics::{HeldConn, Metrics, Status};

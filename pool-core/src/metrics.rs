@@ -6,9 +6,11 @@ use std::time::Duration;
 /// A snapshot of the pool's occupancy, taken under its lock (so its fields agree with each other),
 /// but it may be out of date by the time you read it.
 ///
-/// `idle + in_use + opening == size <= max_size` always holds. Connections reclaimed by
-/// `Pool::reclaim_held` but not yet given back by their holders are counted in `reclaimed`, not in
-/// `size`.
+/// `idle + in_use + opening == size` and `size <= max_size + excess` always hold; `excess` is zero
+/// (so `size <= max_size`) except after `Pool::resize` shrank the pool below the connections then
+/// checked out, until they come back and are closed. Connections reclaimed by
+/// `Pool::reclaim_held` but not yet given back by their holders are counted in `reclaimed`, not
+/// in `size`.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Status {
@@ -26,6 +28,9 @@ pub struct Status {
     pub waiting: usize,
     /// Connections reclaimed by `reclaim_held` whose holders still have them.
     pub reclaimed: usize,
+    /// Connections over `max_size` after a shrinking `resize`: they are closed, not reused, as
+    /// their holders return them. Zero otherwise.
+    pub excess: usize,
 }
 
 /// Cumulative counters since the pool was built.

@@ -20,7 +20,7 @@ use crate::core::{
     Sweeper, Wake,
 };
 use crate::deadline::Deadline;
-use crate::error::{BuildError, Phase, PoolError};
+use crate::error::{BuildError, Phase, PoolError, ResizeError};
 use crate::guard::Pooled;
 use crate::manager::{BlockingManager, CloseReason, Manager};
 use crate::metrics::{HeldConn, Metrics, Status};
@@ -228,8 +228,12 @@ impl<M: Manager> Pool<M> {
     /// for a connect error that retrying would not heal, [`PoolError::Unavailable`] while the
     /// database is down, [`PoolError::Closed`].
     ///
-    /// `wait_timeout` bounds queueing; a connect is bounded by `connect_timeout` (retries
-    /// included) and a check by `validate_timeout`, so every call returns within their sum.
+    /// `wait_timeout` is the deadline of the whole call: queueing, checking idle connections and
+    /// connecting. Inside it, `validate_timeout` bounds each `reset`/`validate` and
+    /// `connect_timeout` bounds this request's connect attempts (retries included); neither ever
+    /// extends the call. When the deadline passes, the [`PoolError::Timeout`] names the phase
+    /// that was running ([`Phase`]) and carries the last driver error this request saw.
+    /// `Duration::MAX` means no deadline.
     ///
     /// # Panics
     /// When polled outside a tokio runtime (it needs tokio's timer and spawns connects).
@@ -246,8 +250,9 @@ impl<M: Manager> Pool<M> {
         self.get_timeout(wait)
     }
 
-    /// Like [`get`](Pool::get) with its own wait timeout; zero means "fail at once unless a
-    /// connection is idle or can be opened".
+    /// Like [`get`](Pool::get) with its own deadline `wait` for the whole call. Zero means "never
+    /// queue": the call succeeds only with an idle connection or one it can open, and is then
+    /// bounded by `connect_timeout`. `Duration::MAX` means no deadline.
     ///
     /// # Errors
     /// As [`get`](Pool::get).
@@ -373,14 +378,14 @@ impl<M: Manager> Pool<M> {
     /// idle connections now and checked-out ones as they come back.
     ///
     /// # Errors
-    /// [`BuildError::ZeroMaxSize`], [`BuildError::Closed`].
-    pub fn resize(&self, max_size: usize) -> Result<(), BuildError> {
+    /// [`ResizeError::ZeroMaxSize`], [`ResizeError::Closed`].
+    pub fn resize(&self, max_size: usize) -> Result<(), ResizeError> {
         if max_size == 0 {
-            return Err(BuildError::ZeroMaxSize);
+            return Err(ResizeError::ZeroMaxSize);
         }
         let (wakes, closing) = self.shared.with_flushed(|st| {
             if st.is_closed() {
-                return Err(BuildError::Closed);
+                return Err(ResizeError::Closed);
             }
             Ok(st.resize(max_size))
         })?;

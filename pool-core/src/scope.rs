@@ -1,6 +1,6 @@
 //! Per-task and per-thread connection scopes: within one unit of work, every part of the code
 //! that asks a pool for "the connection" gets the same one, opened lazily and released when the
-//! unit ends (the seeds' connection-per-thread/greenlet/request).
+//! unit ends (a connection per thread, task or request).
 
 use std::any::Any;
 use std::cell::RefCell;

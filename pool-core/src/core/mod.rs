@@ -275,6 +275,7 @@ impl<C, E> State<C, E> {
             opening: self.opening,
             waiting: self.waiters.len(),
             reclaimed: self.reclaimed,
+            excess: self.size.saturating_sub(self.limits.max_size),
         }
     }
 
