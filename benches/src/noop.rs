@@ -36,6 +36,8 @@ impl NoopCounter {
 #[derive(Debug, Default)]
 pub struct OursNoop(pub NoopCounter);
 
+impl pool_core::BlockingManager for OursNoop {}
+
 impl pool_core::Manager for OursNoop {
     type Connection = NoopConn;
     type Error = Infallible;

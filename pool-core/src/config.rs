@@ -21,15 +21,19 @@ pub struct Config {
     /// Idle connections kept open (pre-warmed at build, replenished by the reaper). Default: 0.
     /// Must not exceed `max_size`.
     pub min_idle: usize,
-    /// How long a request may queue for a connection before it fails with a timeout.
-    /// Default: 30 s. Zero means "fail at once unless a connection is idle or can be opened".
-    /// Opening and checking a connection are bounded by their own timeouts.
+    /// The deadline of one acquisition as a whole: queueing for a connection, checking idle ones
+    /// (`reset`, `validate`) and connecting. Default: 30 s. `connect_timeout` and
+    /// `validate_timeout` bound single operations inside it and never extend it. Zero means
+    /// "never queue": a request succeeds only with an idle connection or one it can open (the
+    /// call is then bounded by `connect_timeout`). `Duration::MAX` means no deadline.
     #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
     pub wait_timeout: Duration,
-    /// Bound of one connect attempt, and of the retries of one request. Default: 5 s.
+    /// Bound of one request's connect attempts (retries included), inside the request's
+    /// `wait_timeout`; also bounds each background connect (`min_idle` refill, a connect whose
+    /// request gave up). Default: 5 s. `Duration::MAX`: unbounded.
     #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
     pub connect_timeout: Duration,
-    /// Bound of one `validate` or `reset`. Default: 5 s.
+    /// Bound of one `validate` or `reset`, inside the request's `wait_timeout`. Default: 5 s.
     #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
     pub validate_timeout: Duration,
     /// Validate (ping) a connection at checkout when it has been idle at least this long.
@@ -47,7 +51,7 @@ pub struct Config {
     /// Default: `Some(10 min)`.
     #[cfg_attr(feature = "serde", serde(with = "crate::settings::optional_duration"))]
     pub idle_timeout: Option<Duration>,
-    /// How often the background reaper runs. Default: 30 s.
+    /// How often the background reaper runs. Default: 30 s. `Duration::MAX`: once, at build.
     #[cfg_attr(feature = "serde", serde(with = "crate::settings::duration"))]
     pub reap_interval: Duration,
     /// Log one warning for a connection held longer than this. `None` disables it. Default: `None`.

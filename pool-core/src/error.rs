@@ -118,7 +118,7 @@ impl<E: std::error::Error + 'static> std::error::Error for PoolError<E> {
     }
 }
 
-/// A configuration the pool cannot run with; returned by `Builder::build` and `Pool::resize`.
+/// A configuration the pool cannot run with; returned by `Builder::build`.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildError {
@@ -141,8 +141,6 @@ pub enum BuildError {
         /// The setting's name.
         name: &'static str,
     },
-    /// The pool is closed.
-    Closed,
 }
 
 impl fmt::Display for BuildError {
@@ -155,9 +153,29 @@ impl fmt::Display for BuildError {
             ),
             BuildError::ZeroDuration { name } => write!(f, "{name} must be greater than zero"),
             BuildError::OutOfRange { name } => write!(f, "{name} is out of its allowed range"),
-            BuildError::Closed => f.write_str("the pool is closed"),
         }
     }
 }
 
 impl std::error::Error for BuildError {}
+
+/// Why `Pool::resize` refused a new size.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResizeError {
+    /// The new `max_size` was zero.
+    ZeroMaxSize,
+    /// The pool is closed.
+    Closed,
+}
+
+impl fmt::Display for ResizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResizeError::ZeroMaxSize => f.write_str("max_size must be at least 1"),
+            ResizeError::Closed => f.write_str("the pool is closed"),
+        }
+    }
+}
+
+impl std::error::Error for ResizeError {}

@@ -74,7 +74,7 @@ impl<M: Manager> Pooled<M> {
         &this.entry().meta
     }
 
-    /// Closes the connection instead of returning it (the seeds' `manual_close`). Its slot is
+    /// Closes the connection instead of returning it. Its slot is
     /// freed at once for the next request.
     pub fn close(mut this: Self) {
         if let Some(entry) = this.inner.take() {

@@ -8,6 +8,7 @@
 
 mod config;
 mod core;
+mod deadline;
 mod error;
 #[cfg(feature = "metrics")]
 mod export;
@@ -30,7 +31,7 @@ mod sync;
 mod tests;
 
 pub use config::{Builder, Config};
-pub use error::{BuildError, Phase, PoolError};
+pub use error::{BuildError, Phase, PoolError, ResizeError};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use export::MetricsExporter;
@@ -39,7 +40,7 @@ pub use guard::Pooled;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use layer::{ScopeLayer, ScopeService};
-pub use manager::{CloseReason, ConnMeta, Manager};
+pub use manager::{BlockingManager, CloseReason, ConnMeta, Manager};
 pub use metrics::{HeldConn, Metrics, Status};
 pub use pool::Pool;
 pub use report::Report;

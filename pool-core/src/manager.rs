@@ -100,6 +100,28 @@ pub trait Manager: Send + Sync + 'static {
     }
 }
 
+/// A [`Manager`] whose futures run to completion on a plain OS thread, without an async runtime
+/// (they do their work when polled, or wake the thread that polls them), like `pool-sqlite`'s.
+///
+/// The thread front end ([`Pool::get_blocking`](crate::Pool::get_blocking), the blocking scopes)
+/// drives the manager's futures on the calling thread, so it is only available for managers that
+/// implement this marker. A manager whose futures need a tokio reactor (every async driver's)
+/// must not implement it: using such a pool from a thread is then a compile error, not a "no
+/// reactor" panic at run time.
+///
+/// ```compile_fail
+/// # use pool_core::{Manager, Pool};
+/// struct AsyncOnly;
+/// impl Manager for AsyncOnly {
+///     type Connection = ();
+///     type Error = std::io::Error;
+///     async fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// }
+/// let pool = Pool::new(AsyncOnly, 1).unwrap();
+/// let _ = pool.get_blocking(); // error: `AsyncOnly` is not a `BlockingManager`
+/// ```
+pub trait BlockingManager: Manager {}
+
 /// Facts about one pooled connection, passed to the manager's checks.
 #[derive(Debug, Clone)]
 pub struct ConnMeta {
@@ -126,7 +148,7 @@ impl ConnMeta {
             last_used: now,
             uses: 0,
             expires,
-            check_at: window.map(|w| now + w),
+            check_at: window.and_then(|w| now.checked_add(w)),
         }
     }
 
@@ -134,7 +156,7 @@ impl ConnMeta {
     pub(crate) fn returned(&mut self, now: Instant, window: Option<Duration>) {
         self.uses += 1;
         self.last_used = now;
-        self.check_at = window.map(|w| now + w);
+        self.check_at = window.and_then(|w| now.checked_add(w));
     }
 
     /// The connection's id, unique within its pool.
@@ -174,7 +196,7 @@ pub enum CloseReason {
     Idle,
     /// Closed on request: `Pooled::close` or `Pool::close_idle`.
     Manual,
-    /// Reclaimed from a holder by `Pool::close_stale`, closed when that holder let go.
+    /// Reclaimed from a holder by `Pool::reclaim_held`, closed when that holder let go.
     Leaked,
     /// [`Manager::validate`] failed or timed out.
     Invalid,

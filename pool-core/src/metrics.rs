@@ -6,9 +6,11 @@ use std::time::Duration;
 /// A snapshot of the pool's occupancy, taken under its lock (so its fields agree with each other),
 /// but it may be out of date by the time you read it.
 ///
-/// `idle + in_use + opening == size <= max_size` always holds. Connections reclaimed by
-/// `Pool::close_stale` but not yet given back by their holders are counted in `reclaimed`, not in
-/// `size`.
+/// `idle + in_use + opening == size` and `size <= max_size + excess` always hold; `excess` is zero
+/// (so `size <= max_size`) except after `Pool::resize` shrank the pool below the connections then
+/// checked out, until they come back and are closed. Connections reclaimed by
+/// `Pool::reclaim_held` but not yet given back by their holders are counted in `reclaimed`, not
+/// in `size`.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Status {
@@ -24,8 +26,11 @@ pub struct Status {
     pub opening: usize,
     /// Requests queued for a connection.
     pub waiting: usize,
-    /// Connections reclaimed by `close_stale` whose holders still have them.
+    /// Connections reclaimed by `reclaim_held` whose holders still have them.
     pub reclaimed: usize,
+    /// Connections over `max_size` after a shrinking `resize`: they are closed, not reused, as
+    /// their holders return them. Zero otherwise.
+    pub excess: usize,
 }
 
 /// Cumulative counters since the pool was built.
@@ -52,7 +57,7 @@ pub struct Metrics {
     pub closed_idle: u64,
     /// Connections closed on request (`Pooled::close`, `close_idle`, `close`, `resize`).
     pub closed_manual: u64,
-    /// Connections reclaimed from their holders by `close_stale`.
+    /// Connections reclaimed from their holders by `reclaim_held`.
     pub closed_leaked: u64,
     /// Connections closed because validation failed.
     pub closed_invalid: u64,
@@ -90,6 +95,6 @@ pub struct HeldConn {
     pub task: Option<tokio::task::Id>,
     /// Where `get` was called.
     pub location: &'static std::panic::Location<'static>,
-    /// Whether `close_stale` reclaimed it.
+    /// Whether `reclaim_held` reclaimed it.
     pub reclaimed: bool,
 }

@@ -19,9 +19,10 @@ use crate::core::{
     wake_all, Acquire, Ask, ConnectFailure, Entry, Grant, Holder, Idle, Limits, Retake, State,
     Sweeper, Wake,
 };
-use crate::error::{BuildError, Phase, PoolError};
+use crate::deadline::Deadline;
+use crate::error::{BuildError, Phase, PoolError, ResizeError};
 use crate::guard::Pooled;
-use crate::manager::{CloseReason, Manager};
+use crate::manager::{BlockingManager, CloseReason, Manager};
 use crate::metrics::{HeldConn, Metrics, Status};
 use crate::reaper;
 
@@ -227,8 +228,12 @@ impl<M: Manager> Pool<M> {
     /// for a connect error that retrying would not heal, [`PoolError::Unavailable`] while the
     /// database is down, [`PoolError::Closed`].
     ///
-    /// `wait_timeout` bounds queueing; a connect is bounded by `connect_timeout` (retries
-    /// included) and a check by `validate_timeout`, so every call returns within their sum.
+    /// `wait_timeout` is the deadline of the whole call: queueing, checking idle connections and
+    /// connecting. Inside it, `validate_timeout` bounds each `reset`/`validate` and
+    /// `connect_timeout` bounds this request's connect attempts (retries included); neither ever
+    /// extends the call. When the deadline passes, the [`PoolError::Timeout`] names the phase
+    /// that was running ([`Phase`]) and carries the last driver error this request saw.
+    /// `Duration::MAX` means no deadline.
     ///
     /// # Panics
     /// When polled outside a tokio runtime (it needs tokio's timer and spawns connects).
@@ -245,8 +250,9 @@ impl<M: Manager> Pool<M> {
         self.get_timeout(wait)
     }
 
-    /// Like [`get`](Pool::get) with its own wait timeout; zero means "fail at once unless a
-    /// connection is idle or can be opened".
+    /// Like [`get`](Pool::get) with its own deadline `wait` for the whole call. Zero means "never
+    /// queue": the call succeeds only with an idle connection or one it can open, and is then
+    /// bounded by `connect_timeout`. `Duration::MAX` means no deadline.
     ///
     /// # Errors
     /// As [`get`](Pool::get).
@@ -266,44 +272,18 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    /// Gets an idle connection if one is free now; never waits and never opens one. Checks that
-    /// need I/O (reset, validate) run on this thread, as in [`get_blocking`](Pool::get_blocking).
+    /// Gets an idle connection if one is ready now. It never waits, never opens a connection and
+    /// never does I/O, so it answers at once in any context (also inside an async task). A
+    /// connection that fails the synchronous checks (expired, idle too long, broken) is closed
+    /// and the next idle one is tried; one that needs an I/O check first (a `reset` or a
+    /// `validate`) is left idle, unchecked, for the next [`get`](Pool::get), and this call fails.
     ///
     /// # Errors
-    /// [`PoolError::Timeout`] with [`Phase::Wait`] when none is idle, [`PoolError::Closed`].
+    /// [`PoolError::Timeout`] with [`Phase::Wait`] when no connection is ready,
+    /// [`PoolError::Closed`].
     #[track_caller]
     pub fn try_get(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
-        self.shared
-            .get_blocking(Holder::here(), Duration::ZERO, false)
-    }
-
-    /// Gets a connection for an OS thread, waiting (parked) at most the configured `wait_timeout`.
-    ///
-    /// When nothing is free, it first yields the CPU and looks again a few times before it
-    /// queues: with more threads than CPUs, the connections that are out mostly belong to
-    /// preempted threads that return them as soon as they run, and a thread that looks again
-    /// takes one without a trip through the queue. It never takes one ahead of a request that
-    /// has queued. `Metrics::waits` and `wait_time` count queued requests and their time in
-    /// the queue only.
-    ///
-    /// The manager's futures are driven on this thread, so use it with managers that need no
-    /// runtime (like `pool-sqlite`'s) and not from inside an async task.
-    ///
-    /// # Errors
-    /// As [`get`](Pool::get).
-    #[track_caller]
-    pub fn get_blocking(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
-        let wait = self.shared.config.wait_timeout;
-        self.get_blocking_timeout(wait)
-    }
-
-    /// Like [`get_blocking`](Pool::get_blocking) with its own wait timeout.
-    ///
-    /// # Errors
-    /// As [`get`](Pool::get).
-    #[track_caller]
-    pub fn get_blocking_timeout(&self, wait: Duration) -> Result<Pooled<M>, PoolError<M::Error>> {
-        self.shared.get_blocking(Holder::here(), wait, true)
+        self.shared.try_get(Holder::here())
     }
 
     /// A consistent snapshot of sizes and the queue.
@@ -343,10 +323,11 @@ impl<M: Manager> Pool<M> {
         n
     }
 
-    /// Reclaims connections checked out for at least `age` (leaked holders): their capacity is
-    /// released at once for other requests, and each connection is closed, not reused, when its
-    /// holder drops it. Returns how many.
-    pub fn close_stale(&self, age: Duration) -> usize {
+    /// Reclaims connections checked out for at least `age`, presumed leaked by their holders:
+    /// their capacity is released at once for other requests, and each connection is closed
+    /// (counted as [`CloseReason::Leaked`]), not reused, when its holder drops it. Returns how
+    /// many. (Formerly `close_stale`; "stale" is reserved for connections past `max_lifetime`.)
+    pub fn reclaim_held(&self, age: Duration) -> usize {
         let (n, wakes) = self
             .shared
             .with_flushed(|st| st.reclaim(age, Instant::now()));
@@ -354,12 +335,12 @@ impl<M: Manager> Pool<M> {
         n
     }
 
-    /// [`close_idle`](Pool::close_idle) and [`close_stale`]`(0)`: every connection is closed or
+    /// [`close_idle`](Pool::close_idle) and [`reclaim_held`]`(0)`: every connection is closed or
     /// reclaimed; the pool stays usable and opens new ones on demand. Returns how many.
     ///
-    /// [`close_stale`]: Pool::close_stale
+    /// [`reclaim_held`]: Pool::reclaim_held
     pub fn close_all(&self) -> usize {
-        self.close_idle() + self.close_stale(Duration::ZERO)
+        self.close_idle() + self.reclaim_held(Duration::ZERO)
     }
 
     /// Shuts the pool down: every waiting request gets [`PoolError::Closed`], so does every later
@@ -374,15 +355,16 @@ impl<M: Manager> Pool<M> {
     pub async fn close_graceful(&self, timeout: Duration) -> usize {
         let before = self.metrics().closed_total();
         self.close();
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(Instant::now(), timeout);
         loop {
             let notified = self.shared.drained.notified();
-            if self.status().size == 0 || Instant::now() >= deadline {
+            let now = Instant::now();
+            if self.status().size == 0 || deadline.passed(now) {
                 break;
             }
             // Check-ins notify; connects finishing after the close are caught by the short cap.
-            let cap = (Instant::now() + Duration::from_millis(10)).min(deadline);
-            let _ = tokio::time::timeout_at(cap, notified).await;
+            let cap = Deadline::after(now, Duration::from_millis(10)).min(deadline);
+            let _ = cap.bound(notified).await;
         }
         usize::try_from(self.metrics().closed_total() - before).unwrap_or(usize::MAX)
     }
@@ -396,14 +378,14 @@ impl<M: Manager> Pool<M> {
     /// idle connections now and checked-out ones as they come back.
     ///
     /// # Errors
-    /// [`BuildError::ZeroMaxSize`], [`BuildError::Closed`].
-    pub fn resize(&self, max_size: usize) -> Result<(), BuildError> {
+    /// [`ResizeError::ZeroMaxSize`], [`ResizeError::Closed`].
+    pub fn resize(&self, max_size: usize) -> Result<(), ResizeError> {
         if max_size == 0 {
-            return Err(BuildError::ZeroMaxSize);
+            return Err(ResizeError::ZeroMaxSize);
         }
         let (wakes, closing) = self.shared.with_flushed(|st| {
             if st.is_closed() {
-                return Err(BuildError::Closed);
+                return Err(ResizeError::Closed);
             }
             Ok(st.resize(max_size))
         })?;
@@ -415,17 +397,55 @@ impl<M: Manager> Pool<M> {
     /// Waits until at least `min_idle` connections are idle, at most `timeout`. Returns whether
     /// they are.
     pub async fn wait_for_min_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(Instant::now(), timeout);
         let min = self.shared.config.min_idle;
         loop {
             if self.status().idle >= min {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if deadline.passed(Instant::now()) {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+/// The thread front end: only for managers whose futures run on a plain thread.
+impl<M: BlockingManager> Pool<M> {
+    /// Gets a connection for an OS thread, waiting (parked) at most the configured `wait_timeout`.
+    ///
+    /// When nothing is free, it first yields the CPU and looks again a few times before it
+    /// queues: with more threads than CPUs, the connections that are out mostly belong to
+    /// preempted threads that return them as soon as they run, and a thread that looks again
+    /// takes one without a trip through the queue. It never takes one ahead of a request that
+    /// has queued. `Metrics::waits` and `wait_time` count queued requests and their time in
+    /// the queue only.
+    ///
+    /// The manager's futures are driven on this thread, so it needs a [`BlockingManager`] (one
+    /// whose futures need no runtime, like `pool-sqlite`'s). Do not call it from inside an async
+    /// task: it blocks the worker thread.
+    ///
+    /// The call's deadline is `wait_timeout` (queueing, checks and connecting), and
+    /// `connect_timeout` and `validate_timeout` bound each connect and check inside it; a
+    /// manager future that blocks inside a poll (a blocking driver call) cannot be cut short
+    /// and is judged when it returns.
+    ///
+    /// # Errors
+    /// As [`get`](Pool::get).
+    #[track_caller]
+    pub fn get_blocking(&self) -> Result<Pooled<M>, PoolError<M::Error>> {
+        let wait = self.shared.config.wait_timeout;
+        self.get_blocking_timeout(wait)
+    }
+
+    /// Like [`get_blocking`](Pool::get_blocking) with its own wait timeout.
+    ///
+    /// # Errors
+    /// As [`get`](Pool::get).
+    #[track_caller]
+    pub fn get_blocking_timeout(&self, wait: Duration) -> Result<Pooled<M>, PoolError<M::Error>> {
+        self.shared.get_blocking(Holder::here(), wait, true)
     }
 }
 
@@ -483,7 +503,20 @@ impl<M: Manager> Future for Get<M> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         match std::mem::replace(&mut this.state, GetState::Done) {
-            GetState::Init => this.start(cx),
+            GetState::Init => {
+                // Spend tokio's cooperative budget even when the connection is there at once, so
+                // a task looping on `get` yields in time and no other task starves. Checked before
+                // anything is taken: a task out of budget holds nothing while it yields.
+                let Poll::Ready(coop) = tokio::task::coop::poll_proceed(cx) else {
+                    this.state = GetState::Init;
+                    return Poll::Pending;
+                };
+                let out = this.start(cx);
+                if out.is_ready() {
+                    coop.made_progress();
+                }
+                out
+            }
             GetState::Waiting { key, start, cell } => this.poll_waiting(cx, key, start, cell),
             GetState::Slow(mut fut) => match fut.as_mut().poll(cx) {
                 Poll::Ready(out) => Poll::Ready(out),
@@ -616,6 +649,62 @@ enum Count {
 }
 
 impl<M: Manager> Shared<M> {
+    /// [`Pool::try_get`]: synchronous checks only, no I/O, no wait.
+    fn try_get(self: &Arc<Self>, holder: Holder) -> Result<Pooled<M>, PoolError<M::Error>> {
+        let now = Instant::now();
+        let mut checked = match self.take_parked(holder, now) {
+            Some(Ok(conn)) => return Ok(conn),
+            Some(Err(checked)) => checked,
+            None => {
+                let ask = Ask {
+                    holder,
+                    may_wait: false,
+                    fail_fast: true,
+                };
+                match self.begin(ask, now, None, None, false, Count::Yes) {
+                    Acquire::Got(idle, key) => match self.check_sync(idle, key, now) {
+                        Ok(conn) => return Ok(conn),
+                        Err(checked) => checked,
+                    },
+                    Acquire::Create => {
+                        self.permit_unused();
+                        return Err(self.timeout(Phase::Wait, now, None));
+                    }
+                    Acquire::Wait(key, _) => {
+                        // Not asked to wait; never happens, but give the place back.
+                        self.cancel_waiter(key);
+                        return Err(self.timeout(Phase::Wait, now, None));
+                    }
+                    Acquire::Full | Acquire::Unavailable(_) => {
+                        return Err(self.timeout(Phase::Wait, now, None));
+                    }
+                    Acquire::Closed => return Err(PoolError::Closed),
+                }
+            }
+        };
+        loop {
+            let retake = match checked {
+                Checked::Io(guard, _) => {
+                    self.put_back(guard);
+                    return Err(self.timeout(Phase::Wait, now, None));
+                }
+                Checked::Failed(retake) => retake,
+            };
+            checked = match retake {
+                Retake::Got(idle, key) => match self.check_sync(idle, key, Instant::now()) {
+                    Ok(conn) => return Ok(conn),
+                    Err(c) => c,
+                },
+                Retake::Create => {
+                    self.permit_unused();
+                    return Err(self.timeout(Phase::Wait, now, None));
+                }
+                Retake::Restart => return Err(self.timeout(Phase::Wait, now, None)),
+                Retake::Closed => return Err(PoolError::Closed),
+            };
+        }
+    }
+
     /// The blocking front end: the fast path inline, the rest driven on this thread.
     fn get_blocking(
         self: &Arc<Self>,
@@ -651,7 +740,7 @@ impl<M: Manager> Shared<M> {
         start: Instant,
         allow_create: bool,
     ) -> Result<Handed<M>, PoolError<M::Error>> {
-        let deadline = start + wait;
+        let deadline = Deadline::after(start, wait);
         let mut looks = if wait.is_zero() {
             0
         } else {
@@ -661,7 +750,7 @@ impl<M: Manager> Shared<M> {
         loop {
             let ask = Ask {
                 holder,
-                may_wait: looks == 0 && at < deadline,
+                may_wait: looks == 0 && !deadline.passed(at),
                 fail_fast: true,
             };
             let count = if looks == 0 {
@@ -693,6 +782,37 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     match fut.as_mut().poll(&mut cx) {
         Poll::Ready(out) => out,
         Poll::Pending => pollster::block_on(fut),
+    }
+}
+
+/// Drives a future on this thread until it completes or `limit` passes (`None` then): polls it
+/// once with a no-op waker (managers built for threads complete at once), then parks between
+/// polls. A future that blocks inside a poll cannot be cut short.
+pub(crate) fn block_on_until<F: Future>(fut: F, limit: Deadline) -> Option<F::Output> {
+    struct Unpark(thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let mut fut = pin!(fut);
+    if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        return Some(out);
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+        match limit.remaining(Instant::now()) {
+            Some(left) if left.is_zero() => return None,
+            Some(left) => thread::park_timeout(left),
+            None => thread::park(),
+        }
     }
 }
 
@@ -806,7 +926,7 @@ impl<M: Manager> Shared<M> {
         &self,
         key: usize,
         since: Option<Instant>,
-        deadline: Instant,
+        deadline: Deadline,
         mode: Mode,
     ) -> Option<(Grant<M::Connection, M::Error>, Instant)> {
         match mode {
@@ -817,7 +937,7 @@ impl<M: Manager> Shared<M> {
                     since,
                     done: false,
                 };
-                tokio::time::timeout_at(deadline, wait).await.ok()
+                deadline.bound(wait).await
             }
             Mode::Blocking => loop {
                 // A short turn comes soon: yield (watching the flag) before parking.
@@ -837,12 +957,15 @@ impl<M: Manager> Shared<M> {
                     return grant;
                 }
                 let now = Instant::now();
-                if now >= deadline {
-                    // A grant may have arrived since the check: cancelling passes it on.
-                    self.cancel_waiter(key);
-                    return None;
+                match deadline.remaining(now) {
+                    Some(left) if left.is_zero() => {
+                        // A grant may have arrived since the check: cancelling passes it on.
+                        self.cancel_waiter(key);
+                        return None;
+                    }
+                    Some(left) => sync::park_timeout(left),
+                    None => sync::park(),
                 }
-                sync::park_timeout(deadline - now);
             },
         }
     }
@@ -881,7 +1004,7 @@ impl<M: Manager> Shared<M> {
                 now,
                 self.preferred(),
                 ask,
-                || expire_after.map(|d| now + d),
+                || expire_after.and_then(|d| now.checked_add(d)),
                 || match waker {
                     Some(w) => Wake::Task(w.clone()),
                     None => Wake::Thread(ThreadWaker::for_this_thread()),
@@ -896,8 +1019,10 @@ impl<M: Manager> Shared<M> {
             if waker.is_some() && st.limits.min_idle > 0 && matches!(d, Acquire::Got(..)) {
                 refill = st.reserve_min_idle(now);
             }
-            if let (Acquire::Wait(..), Some(d)) = (&d, expire_after) {
-                sweeper = st.arm_sweeper(now + d);
+            if let (Acquire::Wait(..), Some(at)) =
+                (&d, expire_after.and_then(|d| now.checked_add(d)))
+            {
+                sweeper = st.arm_sweeper(at);
             }
             self.set_fast(st.fast_ok());
             d
@@ -962,12 +1087,7 @@ impl<M: Manager> Shared<M> {
             Some(Grant::Permit) => Ok(Step::Connect),
             Some(Grant::Closed) => Err(PoolError::Closed),
             Some(Grant::Failed(_) | Grant::Expired) | None => {
-                let phase = if last_error.is_some() {
-                    Phase::Connect
-                } else {
-                    Phase::Wait
-                };
-                Err(self.timeout(phase, start, last_error.take()))
+                Err(self.timeout(Phase::Wait, start, last_error.take()))
             }
         }
     }
@@ -992,6 +1112,11 @@ impl<M: Manager> Shared<M> {
 
     /// The acquisition state machine shared by both front ends, from `step` on. The fast path
     /// (an idle connection needing no I/O) never gets here: see [`Get`] and `get_blocking`.
+    ///
+    /// One deadline bounds the whole call (see [`call_deadline`]): queueing, checks and
+    /// connecting. `validate_timeout` and `connect_timeout` bound single operations inside it and
+    /// never extend it. When it passes, the error names the phase that was running and keeps the
+    /// last driver error seen.
     async fn acquire(
         self: &Arc<Self>,
         holder: Holder,
@@ -1001,22 +1126,29 @@ impl<M: Manager> Shared<M> {
         start: Instant,
         mut step: Step<M>,
     ) -> Result<Pooled<M>, PoolError<M::Error>> {
-        let deadline = start + wait;
+        let deadline = call_deadline(start, wait, &self.config);
         let mut last_error: Option<M::Error> = None;
-        let mut connect_budget: Option<Instant> = None;
+        let mut connect_budget: Option<Deadline> = None;
         let mut attempt: u32 = 0;
         loop {
             step = match step {
                 Step::Start => {
                     let now = Instant::now();
-                    let may_wait = !wait.is_zero() && now < deadline;
+                    if deadline.passed(now) {
+                        let phase = if last_error.is_some() {
+                            Phase::Connect
+                        } else {
+                            Phase::Wait
+                        };
+                        return Err(self.timeout(phase, start, last_error));
+                    }
                     let waker = match mode {
                         Mode::Async => Some(Waker::noop()),
                         Mode::Blocking => None,
                     };
                     let ask = Ask {
                         holder,
-                        may_wait,
+                        may_wait: !wait.is_zero(),
                         fail_fast: attempt == 0,
                     };
                     let d = self.begin(ask, now, waker, None, false, Count::No);
@@ -1032,21 +1164,53 @@ impl<M: Manager> Shared<M> {
                                 (None, now)
                             }
                         };
+                    // Queued: the phase is `Wait` even after failed connects (their error is kept).
+                    if grant.is_none() {
+                        return Err(self.timeout(Phase::Wait, start, last_error));
+                    }
                     self.granted(grant, woke, start, &mut last_error)?
                 }
                 check @ Step::Check(..) => match self.check_step(check, allow_create)? {
                     Ok(conn) => return Ok(conn),
                     Err(next) => next,
                 },
-                Step::Io(guard, kind) => match Box::pin(self.check_io(guard, kind, mode)).await {
-                    Ok(conn) => return Ok(conn),
-                    Err(r) => self.retake(r, allow_create)?,
-                },
+                Step::Io(guard, kind) => {
+                    let now = Instant::now();
+                    let phase = if kind == CloseReason::ResetFailed {
+                        Phase::Reset
+                    } else {
+                        Phase::Validate
+                    };
+                    if deadline.passed(now) {
+                        self.put_back(guard);
+                        return Err(self.timeout(phase, start, last_error));
+                    }
+                    let limit = Deadline::after(now, self.config.validate_timeout).min(deadline);
+                    match Box::pin(self.check_io(guard, kind, limit, mode)).await {
+                        Ok(conn) => return Ok(conn),
+                        Err((retake, err)) => {
+                            if err.is_some() {
+                                last_error = err;
+                            }
+                            if deadline.passed(Instant::now()) {
+                                self.abandon(retake);
+                                return Err(self.timeout(phase, start, last_error));
+                            }
+                            self.retake(retake, allow_create)?
+                        }
+                    }
+                }
                 Step::Connect => {
                     let now = Instant::now();
-                    // Connecting is bounded by connect_timeout (retries included), not by the
-                    // wait timeout, so a zero wait timeout still lets a free slot be filled.
-                    let limit = *connect_budget.get_or_insert(now + self.config.connect_timeout);
+                    if deadline.passed(now) {
+                        self.permit_unused();
+                        return Err(self.timeout(Phase::Connect, start, last_error));
+                    }
+                    // One connect budget for this request's attempts and retries, inside the
+                    // call's deadline.
+                    let limit = connect_budget
+                        .get_or_insert(Deadline::after(now, self.config.connect_timeout))
+                        .min(deadline);
                     match Box::pin(self.connect(holder, limit, mode)).await {
                         Ok(conn) => return Ok(conn),
                         Err(None) => return Err(PoolError::Closed),
@@ -1058,7 +1222,7 @@ impl<M: Manager> Shared<M> {
                             let delay = backoff(attempt);
                             let retry = self.config.retry_connect
                                 && self.manager.is_retryable(&e)
-                                && Instant::now() + delay < limit;
+                                && limit.allows(Instant::now(), delay);
                             if !retry {
                                 return Err(PoolError::Backend(e));
                             }
@@ -1072,6 +1236,30 @@ impl<M: Manager> Shared<M> {
                     }
                 }
             };
+        }
+    }
+
+    /// Puts a connection taken for a check back without checking it (its idle time and dirty flag
+    /// are kept, so the next checkout checks it): the call ran out of time, or `try_get` does
+    /// no I/O.
+    fn put_back(&self, mut guard: Pooled<M>) {
+        let Some(entry) = guard.inner.take() else {
+            return;
+        };
+        debug_assert!(guard.lease.is_none(), "a checked connection is not leased");
+        let r = self
+            .state
+            .lock()
+            .checkin(guard.key, entry, None, Instant::now());
+        self.after_unlock(r.wake, r.closing);
+    }
+
+    /// Gives back what a request that ends holds after a failed check.
+    fn abandon(self: &Arc<Self>, retake: Retake<M::Connection>) {
+        match retake {
+            Retake::Got(idle, key) => self.put_back(Pooled::new(self.clone(), key, idle, true)),
+            Retake::Create => self.permit_unused(),
+            Retake::Restart | Retake::Closed => {}
         }
     }
 
@@ -1154,14 +1342,15 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Runs the I/O check due on `guard`: `reset` (when `kind` is `ResetFailed`) or `validate`,
-    /// bounded by `validate_timeout`.
+    /// bounded by `limit`. A failure closes the connection and returns what the request holds
+    /// then, with the driver's error (`None` when the check timed out).
     async fn check_io(
         self: &Arc<Self>,
         mut guard: Pooled<M>,
         kind: CloseReason,
+        limit: Deadline,
         mode: Mode,
-    ) -> Result<Pooled<M>, Retake<M::Connection>> {
-        let limit = self.config.validate_timeout;
+    ) -> Result<Pooled<M>, (Retake<M::Connection>, Option<M::Error>)> {
         let entry = guard.inner.as_mut().expect("fresh guard");
         let (conn, meta) = (&mut entry.conn, &entry.meta);
         let res = if kind == CloseReason::ResetFailed {
@@ -1169,11 +1358,13 @@ impl<M: Manager> Shared<M> {
         } else {
             bounded(self.manager.validate(conn, meta), limit, mode).await
         };
-        if matches!(res, Some(Ok(()))) {
-            guard.checking = false;
-            Ok(guard)
-        } else {
-            Err(self.fail_check(guard, kind))
+        match res {
+            Some(Ok(())) => {
+                guard.checking = false;
+                Ok(guard)
+            }
+            Some(Err(e)) => Err((self.fail_check(guard, kind), Some(e))),
+            None => Err((self.fail_check(guard, kind), None)),
         }
     }
 
@@ -1193,7 +1384,7 @@ impl<M: Manager> Shared<M> {
     async fn connect(
         self: &Arc<Self>,
         holder: Holder,
-        limit: Instant,
+        limit: Deadline,
         mode: Mode,
     ) -> Result<Pooled<M>, Option<ConnectFailure<M::Error>>> {
         let reservation = Reservation {
@@ -1205,7 +1396,7 @@ impl<M: Manager> Shared<M> {
                 let (key, uid) = self.state.lock().register(holder);
                 tokio::spawn(
                     self.clone()
-                        .run_connect(reservation, Some((key, uid)), true),
+                        .run_connect(reservation, Some((key, uid)), Mode::Async),
                 );
                 match self
                     .wait_grant(key, None, limit, mode)
@@ -1225,7 +1416,12 @@ impl<M: Manager> Shared<M> {
             }
             Mode::Blocking => {
                 let mut reservation = reservation;
-                let result = self.manager.connect().await;
+                // Abandoned at `limit` (the reservation gives the capacity back).
+                let Some(result) = block_on_until(self.manager.connect(), limit) else {
+                    drop(reservation);
+                    self.state.lock().stats.connect_failures += 1;
+                    return Err(Some(ConnectFailure::TimedOut));
+                };
                 reservation.armed = false;
                 let now = Instant::now();
                 match result {
@@ -1260,23 +1456,19 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// A background connect: the connection goes to `requester` if it still waits, else to the
-    /// queue or the idle set; a failure frees the capacity for the next request. Spawned as a task
-    /// (`bounded` by `connect_timeout`), or driven on the reaper thread (not bounded: a blocking
-    /// manager's connect cannot be cut short).
+    /// A background connect, bounded by `connect_timeout`: the connection goes to `requester` if
+    /// it still waits, else to the queue or the idle set; a failure frees the capacity for the
+    /// next request. Spawned as a task, or driven on a refill thread of its own.
     async fn run_connect(
         self: Arc<Self>,
         mut reservation: Reservation<M>,
         requester: Option<(usize, u64)>,
-        bounded: bool,
+        mode: Mode,
     ) {
-        let result = if bounded {
-            match tokio::time::timeout(self.config.connect_timeout, self.manager.connect()).await {
-                Ok(r) => r.map_err(ConnectFailure::Error),
-                Err(_) => Err(ConnectFailure::TimedOut),
-            }
-        } else {
-            self.manager.connect().await.map_err(ConnectFailure::Error)
+        let limit = Deadline::after(Instant::now(), self.config.connect_timeout);
+        let result = match bounded(self.manager.connect(), limit, mode).await {
+            Some(r) => r.map_err(ConnectFailure::Error),
+            None => Err(ConnectFailure::TimedOut),
         };
         reservation.armed = false;
         let now = Instant::now();
@@ -1311,18 +1503,43 @@ impl<M: Manager> Shared<M> {
         wake_all(wakes.into_iter().flatten());
     }
 
-    /// Starts `n` background connects whose capacity is already reserved (min_idle refill).
+    /// Starts `n` background connects whose capacity is already reserved (min_idle refill): as
+    /// tokio tasks, or (`blocking`, from the shared reaper thread) one after the other on a
+    /// thread of their own, so that a slow or panicking connect never holds up the reaper of
+    /// other pools. A connect that panics gives its capacity back.
     pub(crate) fn spawn_refill(self: &Arc<Self>, n: usize, blocking: bool) {
-        for _ in 0..n {
-            let reservation = Reservation {
+        if n == 0 {
+            return;
+        }
+        let reservations: Vec<_> = (0..n)
+            .map(|_| Reservation {
                 shared: self.clone(),
                 armed: true,
-            };
-            if blocking {
-                block_on(self.clone().run_connect(reservation, None, false));
-            } else {
-                tokio::spawn(self.clone().run_connect(reservation, None, true));
+            })
+            .collect();
+        if !blocking {
+            for r in reservations {
+                tokio::spawn(self.clone().run_connect(r, None, Mode::Async));
             }
+            return;
+        }
+        let shared = self.clone();
+        let refill = move || {
+            for r in reservations {
+                block_on(shared.clone().run_connect(r, None, Mode::Blocking));
+            }
+        };
+        // Loom models no extra OS threads: refill inline there.
+        if cfg!(all(test, loom)) {
+            refill();
+            return;
+        }
+        let spawned = thread::Builder::new()
+            .name("pool-refill".into())
+            .spawn(refill);
+        if let Err(e) = spawned {
+            // The closure (and its reservations, which give the capacity back) is dropped.
+            tracing::error!(pool = %self.config.name, error = %e, "cannot start a refill thread");
         }
     }
 
@@ -1501,6 +1718,9 @@ impl<M: Manager> Shared<M> {
     /// `min_idle`.
     pub(crate) fn maintain(self: &Arc<Self>, blocking: bool) {
         let (closing, leaks, refill) = self.with_flushed(|st| st.reap(Instant::now()));
+        // The reserved capacity goes into `Reservation`s first: a manager's `close` that panics
+        // below must not leak it.
+        self.spawn_refill(refill, blocking);
         self.close_all_conns(closing);
         for leak in leaks {
             tracing::warn!(
@@ -1513,16 +1733,25 @@ impl<M: Manager> Shared<M> {
                 "connection held longer than the leak threshold"
             );
         }
-        self.spawn_refill(refill, blocking);
     }
 }
 
-/// Runs a manager future bounded by `limit` (async front end only; the blocking front end runs
-/// it to completion).
-async fn bounded<F: Future>(fut: F, limit: Duration, mode: Mode) -> Option<F::Output> {
+/// Runs a manager future bounded by `limit`. On a thread the future is polled there, parking
+/// between polls until `limit`; a driver that blocks inside a poll cannot be cut short.
+async fn bounded<F: Future>(fut: F, limit: Deadline, mode: Mode) -> Option<F::Output> {
     match mode {
-        Mode::Async => tokio::time::timeout(limit, fut).await.ok(),
-        Mode::Blocking => Some(fut.await),
+        Mode::Async => limit.bound(fut).await,
+        Mode::Blocking => block_on_until(fut, limit),
+    }
+}
+
+/// The deadline of a whole call that started at `start` with wait timeout `wait`. A zero wait
+/// never queues; the call is then bounded by `connect_timeout`.
+fn call_deadline(start: Instant, wait: Duration, config: &Config) -> Deadline {
+    if wait.is_zero() {
+        Deadline::after(start, config.connect_timeout)
+    } else {
+        Deadline::after(start, wait)
     }
 }
 

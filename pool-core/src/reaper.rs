@@ -1,7 +1,13 @@
 //! Background maintenance: a tokio task per pool built inside a runtime, else one shared thread
 //! for every pool built outside one (never a thread per pool). Both hold only `Weak` references,
 //! so dropping the last `Pool` handle ends them.
+//!
+//! One pool's failure is its own: a panic in a pass is caught and logged (the pool is reaped
+//! again at its next interval), and the shared thread does no I/O itself (refill connects run on
+//! threads of their own, see `Shared::spawn_refill`), so a slow connect never holds up the
+//! maintenance of other pools.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -26,7 +32,7 @@ pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
                         if shared.is_closed() {
                             break;
                         }
-                        shared.maintain(false);
+                        maintain_caught(&shared, false);
                         shared.config.reap_interval
                     };
                     tokio::time::sleep(interval).await;
@@ -49,14 +55,22 @@ impl<M: Manager> Reap for Weak<Shared<M>> {
         if shared.is_closed() {
             return None;
         }
-        shared.maintain(true);
+        maintain_caught(&shared, true);
         Some(shared.config.reap_interval)
+    }
+}
+
+/// One maintenance pass; a panic in it (a manager's `close`, a subscriber) is logged, not spread.
+fn maintain_caught<M: Manager>(shared: &Arc<Shared<M>>, blocking: bool) {
+    if catch_unwind(AssertUnwindSafe(|| shared.maintain(blocking))).is_err() {
+        tracing::error!(pool = %shared.config.name, "a maintenance pass panicked; the next one runs at the next interval");
     }
 }
 
 struct Entry {
     pool: Box<dyn Reap>,
-    due: Instant,
+    /// `None`: never (an interval past the clock's range).
+    due: Option<Instant>,
 }
 
 struct Reaper {
@@ -83,7 +97,7 @@ impl Reaper {
     fn register(&self, pool: Box<dyn Reap>) {
         self.entries.lock().push(Entry {
             pool,
-            due: Instant::now(),
+            due: Some(Instant::now()),
         });
         self.changed.notify_one();
     }
@@ -94,23 +108,31 @@ impl Reaper {
             let now = Instant::now();
             let mut i = 0;
             while i < entries.len() {
-                if entries[i].due <= now {
+                if entries[i].due.is_some_and(|due| due <= now) {
                     // Pools are reaped without the registry lock, so a reap may register a pool.
                     let entry = entries.swap_remove(i);
                     drop(entries);
-                    let next = entry.pool.reap();
+                    // A panic here (a `Weak` upgrade's drop closing the pool, say) drops this
+                    // pool's entry only; the thread goes on with the others.
+                    let next =
+                        catch_unwind(AssertUnwindSafe(|| entry.pool.reap())).unwrap_or_else(|_| {
+                            tracing::error!(
+                                "a pool's maintenance panicked; it is no longer reaped"
+                            );
+                            None
+                        });
                     entries = self.entries.lock();
                     if let Some(interval) = next {
                         entries.push(Entry {
                             pool: entry.pool,
-                            due: Instant::now() + interval,
+                            due: Instant::now().checked_add(interval),
                         });
                     }
                 } else {
                     i += 1;
                 }
             }
-            let next_due = entries.iter().map(|e| e.due).min();
+            let next_due = entries.iter().filter_map(|e| e.due).min();
             match next_due {
                 Some(due) => {
                     self.changed.wait_until(&mut entries, due);

@@ -1,6 +1,6 @@
 //! Per-task and per-thread connection scopes: within one unit of work, every part of the code
 //! that asks a pool for "the connection" gets the same one, opened lazily and released when the
-//! unit ends (the seeds' connection-per-thread/greenlet/request).
+//! unit ends (a connection per thread, task or request).
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 
 use crate::error::PoolError;
 use crate::guard::Pooled;
-use crate::manager::Manager;
+use crate::manager::{BlockingManager, Manager};
 use crate::pool::{Pool, Shared};
 
 /// A scope's slot of one pool, under the pool's uid.
@@ -230,6 +230,34 @@ impl<M: Manager> Pool<M> {
         self.borrow(slot, |pool| pool.get()).await
     }
 
+    async fn borrow<F, Fut>(
+        &self,
+        slot: Arc<Slot<M>>,
+        get: F,
+    ) -> Result<ScopedConn<M>, PoolError<M::Error>>
+    where
+        F: FnOnce(&Self) -> Fut,
+        Fut: Future<Output = Result<Pooled<M>, PoolError<M::Error>>>,
+    {
+        if slot.busy.swap(true, Ordering::AcqRel) {
+            return Err(PoolError::ScopeBusy);
+        }
+        let borrow = Borrow(&slot.busy);
+        let existing = slot.conn.lock().take();
+        let conn = match existing {
+            Some(c) => c,
+            None => get(self).await?,
+        };
+        std::mem::forget(borrow);
+        Ok(ScopedConn {
+            slot,
+            conn: Some(conn),
+        })
+    }
+}
+
+/// Thread scopes: only for managers whose futures run on a plain thread.
+impl<M: BlockingManager> Pool<M> {
     /// Runs `f` in a connection scope of this pool on this thread (a thread scope); see
     /// [`scope`](Pool::scope). The connection is returned when `f` returns, and discarded when it
     /// panics.
@@ -278,30 +306,5 @@ impl<M: Manager> Pool<M> {
             .with(|s| find::<M>(&s.borrow(), uid))
             .ok_or(PoolError::NoScope)?;
         crate::pool::block_on(self.borrow(slot, |pool| std::future::ready(pool.get_blocking())))
-    }
-
-    async fn borrow<F, Fut>(
-        &self,
-        slot: Arc<Slot<M>>,
-        get: F,
-    ) -> Result<ScopedConn<M>, PoolError<M::Error>>
-    where
-        F: FnOnce(&Self) -> Fut,
-        Fut: Future<Output = Result<Pooled<M>, PoolError<M::Error>>>,
-    {
-        if slot.busy.swap(true, Ordering::AcqRel) {
-            return Err(PoolError::ScopeBusy);
-        }
-        let borrow = Borrow(&slot.busy);
-        let existing = slot.conn.lock().take();
-        let conn = match existing {
-            Some(c) => c,
-            None => get(self).await?,
-        };
-        std::mem::forget(borrow);
-        Ok(ScopedConn {
-            slot,
-            conn: Some(conn),
-        })
     }
 }

@@ -25,7 +25,7 @@ pub(crate) use parking_lot::Mutex as SlotMutex;
 #[cfg(not(all(test, loom)))]
 pub(crate) use parking_lot::MutexGuard;
 #[cfg(not(all(test, loom)))]
-pub(crate) use std::thread::{current, park_timeout, yield_now, Thread};
+pub(crate) use std::thread::{current, park, park_timeout, yield_now, Thread};
 
 #[cfg(not(all(test, loom)))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -49,7 +49,7 @@ pub(crate) fn handshake_fence() {
 
 #[cfg(all(test, loom))]
 pub(crate) use self::mocked::{
-    current, park_timeout, yield_now, Mutex, Mutex as SlotMutex, Thread,
+    current, park, park_timeout, yield_now, Mutex, Mutex as SlotMutex, Thread,
 };
 
 /// The pool's lock: `parking_lot::Mutex`, plus a bounded spin for tokio tasks.
@@ -168,6 +168,11 @@ mod mocked {
 
     /// Loom models no time: parks until unparked (no spurious wake-ups either).
     pub(crate) fn park_timeout(_: Duration) {
+        loom::thread::park();
+    }
+
+    /// Parks until unparked.
+    pub(crate) fn park() {
         loom::thread::park();
     }
 }

@@ -76,5 +76,8 @@ fn optional_durations_switch_off_with_off_and_forever_means_no_bound() {
     assert!(text.contains(r#""wait_timeout":"forever""#), "{text}");
     assert_eq!(serde_json::from_str::<Config>(&text).unwrap(), cfg);
     let err = serde_json::from_str::<Config>(r#"{ "idle_timeout": "sometimes" }"#).unwrap_err();
-    assert!(err.to_string().contains("30s"), "the error shows the syntax: {err}");
+    assert!(
+        err.to_string().contains("30s"),
+        "the error shows the syntax: {err}"
+    );
 }

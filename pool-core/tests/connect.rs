@@ -359,8 +359,9 @@ async fn cancelled_requests_connect_goes_to_the_next_waiter() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_connect_is_bounded_by_connect_timeout_not_wait_timeout() {
-    // Config::wait_timeout bounds queueing; connecting has its own bound.
+async fn the_wait_timeout_bounds_a_whole_get_including_its_connect() {
+    // One deadline per call: a connect never extends it. The connect goes on in the background
+    // and its connection is kept for the next request.
     let fake = Fake::new();
     fake.script_connect([Behavior::Slow(Duration::from_millis(300))]);
     let pool = builder(&fake, 1)
@@ -369,13 +370,21 @@ async fn a_connect_is_bounded_by_connect_timeout_not_wait_timeout() {
         .build()
         .unwrap();
     let start = Instant::now();
-    let c = pool
-        .get()
-        .await
-        .expect("a free slot is filled even past the wait timeout");
-    assert_eq!(start.elapsed(), Duration::from_millis(300));
-    drop(c);
-    // With a zero wait timeout too.
+    let err = pool.get().await.expect_err("the connect outlasts the call");
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert!(
+        matches!(
+            err,
+            PoolError::Timeout {
+                phase: Phase::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    advance(Duration::from_millis(200)).await;
+    assert_eq!(pool.status().idle, 1, "the late connection is kept");
+    // A zero wait timeout never queues; the call is then bounded by connect_timeout.
     pool.close_idle();
     fake.script_connect([Behavior::Slow(Duration::from_millis(50))]);
     let start = Instant::now();

@@ -1,4 +1,4 @@
-//! Maintenance: resize, close, close_graceful, close_idle, close_stale, close_all, dropping the
+//! Maintenance: resize, close, close_graceful, close_idle, reclaim_held, close_all, dropping the
 //! pool, `Pooled::close` and `Pooled::detach`.
 
 mod common;
@@ -10,7 +10,7 @@ use common::{
     assert_accounting, assert_invariants, assert_invariants_shrinking, builder, detach, pool,
     settle, Behavior, Fake,
 };
-use pool_core::{BuildError, CloseReason, PoolError, Pooled};
+use pool_core::{CloseReason, PoolError, Pooled, ResizeError};
 use tokio::time::{sleep, Instant};
 
 #[tokio::test(start_paused = true)]
@@ -27,9 +27,14 @@ async fn resize_shrink_closes_idle_now_and_in_use_on_return() {
     );
     let s = pool.status();
     assert_eq!((s.max_size, s.size, s.idle, s.in_use), (1, 3, 0, 3));
+    assert_eq!(
+        s.excess, 2,
+        "the excess over the new max is reported: {s:?}"
+    );
     assert_invariants_shrinking(&pool);
     drop(held.pop());
     assert_eq!(fake.closes(CloseReason::Resized), 2);
+    assert_eq!(pool.status().excess, 1);
     drop(held.pop());
     assert_eq!(fake.closes(CloseReason::Resized), 3);
     drop(held.pop()); // size is back at max_size: kept
@@ -94,10 +99,10 @@ async fn resize_down_then_up_reuses_existing() {
 #[tokio::test(start_paused = true)]
 async fn resize_rejects_zero_and_a_closed_pool() {
     let (pool, _fake) = pool(2);
-    assert_eq!(pool.resize(0), Err(BuildError::ZeroMaxSize));
+    assert_eq!(pool.resize(0), Err(ResizeError::ZeroMaxSize));
     assert_eq!(pool.status().max_size, 2);
     pool.close();
-    assert_eq!(pool.resize(3), Err(BuildError::Closed));
+    assert_eq!(pool.resize(3), Err(ResizeError::Closed));
     assert_eq!(pool.status().max_size, 2);
 }
 
@@ -226,7 +231,7 @@ async fn close_idle_closes_only_idle_ones() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn close_stale_reclaims_leaked_connections() {
+async fn reclaim_held_reclaims_leaked_connections() {
     let (pool, fake) = pool(2);
     let old = pool.get().await.unwrap();
     sleep(Duration::from_secs(60)).await;
@@ -236,7 +241,7 @@ async fn close_stale_reclaims_leaked_connections() {
     let waiter = tokio::spawn(async move { p.get().await.map(|c| c.id) });
     settle().await;
     assert_eq!(pool.status().waiting, 1);
-    assert_eq!(pool.close_stale(Duration::from_secs(30)), 1);
+    assert_eq!(pool.reclaim_held(Duration::from_secs(30)), 1);
     // Capacity released at once: the waiter opens a new connection.
     assert_eq!(waiter.await.unwrap().unwrap(), 3);
     let s = pool.status();

@@ -191,7 +191,7 @@ fn run(ops: &[Op], min_idle: usize, bypass: Option<Duration>) -> Result<(), Test
                     pool.close_idle();
                 }
                 Op::CloseStale { secs } => {
-                    pool.close_stale(Duration::from_secs(*secs));
+                    pool.reclaim_held(Duration::from_secs(*secs));
                 }
                 Op::CloseAll => {
                     pool.close_all();

@@ -208,6 +208,8 @@ impl fmt::Debug for SqliteManager {
     }
 }
 
+impl pool_core::BlockingManager for SqliteManager {}
+
 impl Manager for SqliteManager {
     type Connection = SqliteConn;
     type Error = rusqlite::Error;

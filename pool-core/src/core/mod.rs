@@ -275,6 +275,7 @@ impl<C, E> State<C, E> {
             opening: self.opening,
             waiting: self.waiters.len(),
             reclaimed: self.reclaimed,
+            excess: self.size.saturating_sub(self.limits.max_size),
         }
     }
 
@@ -779,7 +780,8 @@ impl<C, E> State<C, E> {
 
     fn new_meta(&mut self, now: Instant) -> ConnMeta {
         self.next_conn_id += 1;
-        let expires = self.limits.max_lifetime.map(|life| {
+        // A lifetime past the clock's range (`Duration::MAX`) never expires.
+        let expires = self.limits.max_lifetime.and_then(|life| {
             let pct = u64::from(self.limits.jitter_percent);
             let max_cut =
                 u64::try_from(life.as_nanos() / 100 * u128::from(pct)).unwrap_or(u64::MAX);
@@ -788,7 +790,7 @@ impl<C, E> State<C, E> {
             } else {
                 fastrand::u64(0..=max_cut)
             };
-            now + life - Duration::from_nanos(cut)
+            now.checked_add(life - Duration::from_nanos(cut))
         });
         ConnMeta::new(self.next_conn_id, now, expires, self.limits.check_window)
     }

@@ -100,7 +100,7 @@ fn loom_cancelled_waiter_passes_grant_on() {
     });
 }
 
-/// Pool of 1: `close_stale(0)` reclaims the held connection and grants its capacity, as a permit
+/// Pool of 1: `reclaim_held(0)` reclaims the held connection and grants its capacity, as a permit
 /// to connect, to the head of the queue: an async request that is being cancelled, or a parked
 /// thread. A permit dropped with the cancelled request would leave the thread parked.
 #[test]
@@ -117,7 +117,7 @@ fn loom_cancelled_waiter_passes_permit_on() {
             let pool = pool.clone();
             thread::spawn(move || drop(get(&pool)))
         };
-        assert_eq!(pool.close_stale(std::time::Duration::ZERO), 1);
+        assert_eq!(pool.reclaim_held(std::time::Duration::ZERO), 1);
         drop(held);
         b.join().unwrap();
         c.join().unwrap();

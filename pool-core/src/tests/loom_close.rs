@@ -1,4 +1,4 @@
-//! `close` while requests wait, and `close_stale` racing the holder's check-in.
+//! `close` while requests wait, and `reclaim_held` racing the holder's check-in.
 
 use std::time::Duration;
 
@@ -67,11 +67,11 @@ fn loom_close_races_handover() {
     });
 }
 
-/// Pool of 1: `close_stale(0)` races the holder's check-in while a third thread waits. The
+/// Pool of 1: `reclaim_held(0)` races the holder's check-in while a third thread waits. The
 /// capacity is released exactly once: by the reclaim (the connection is then closed as leaked
 /// when it comes back) or by the check-in (it is then idle or handed over), never both.
 #[test]
-fn loom_close_stale_races_checkin() {
+fn loom_reclaim_held_races_checkin() {
     model(|| {
         let (pool, books) = pool(1);
         let held = get(&pool);
@@ -81,7 +81,7 @@ fn loom_close_stale_races_checkin() {
             let pool = pool.clone();
             thread::spawn(move || drop(get(&pool)))
         };
-        let reclaimed = pool.close_stale(Duration::ZERO);
+        let reclaimed = pool.reclaim_held(Duration::ZERO);
         a.join().unwrap();
         b.join().unwrap();
         check_quiescent(&pool);

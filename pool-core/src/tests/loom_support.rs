@@ -82,6 +82,8 @@ impl Books {
 #[derive(Debug)]
 pub(super) struct Counting(pub(super) Arc<Books>);
 
+impl crate::BlockingManager for Counting {}
+
 impl Manager for Counting {
     type Connection = u64;
     type Error = std::io::Error;

@@ -1,6 +1,6 @@
 //! In-crate test suites that need private access.
 //!
-//! `loom_*`: models of the pool's concurrency invariants (issue #2). Under
+//! `loom_*`: models of the pool's concurrency invariants. Under
 //! `RUSTFLAGS="--cfg loom"` loom checks every interleaving (see `loom_support`); under a plain
 //! `cargo test` each model runs once on real threads, as a smoke test.
 

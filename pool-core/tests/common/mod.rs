@@ -275,6 +275,8 @@ impl Fake {
     }
 }
 
+impl pool_core::BlockingManager for Fake {}
+
 impl Manager for Fake {
     type Connection = Conn;
     type Error = FakeError;
@@ -378,6 +380,12 @@ pub fn check_status_shrinking(s: &Status) {
         s.waiting == 0 || s.idle == 0,
         "requests wait while connections are idle: {s:?}"
     );
+    // The documented bound: any excess over max_size after a shrink is reported as such.
+    assert!(
+        s.size <= s.max_size + s.excess,
+        "size > max_size + excess: {s:?}"
+    );
+    assert_eq!(s.excess, s.size.saturating_sub(s.max_size), "{s:?}");
 }
 
 /// The structural invariants of `status`.
