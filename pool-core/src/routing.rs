@@ -189,26 +189,18 @@ impl<M: Manager> ReadWrite<M> {
                 }
                 let share = left / u32::try_from(n - k).unwrap_or(u32::MAX);
                 let i = (first + k) % n;
-                // The outer timeout makes the share a hard bound even while a connect to a
-                // dead replica is under way (dropping `get_timeout`'s future is cancel-safe).
-                match tokio::time::timeout(share, inner.replicas[i].get_timeout(share)).await {
-                    Ok(Ok(conn)) => {
+                // The call's deadline bounds queueing, checks and connecting alike.
+                match inner.replicas[i].get_timeout(share).await {
+                    Ok(conn) => {
                         inner.replica_reads.fetch_add(1, Ordering::Relaxed);
                         return Ok((conn, Member::Replica(i)));
                     }
-                    Ok(Err(error)) => {
+                    Err(error) => {
                         tracing::debug!(
                             target: "pool_core",
                             replica = i,
                             %error,
                             "a replica could not serve a read; trying the next member"
-                        );
-                    }
-                    Err(_elapsed) => {
-                        tracing::debug!(
-                            target: "pool_core",
-                            replica = i,
-                            "a replica could not serve a read within its share of the budget"
                         );
                     }
                 }
