@@ -267,7 +267,7 @@ pub(crate) fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:>5} {:>9} {:>19} {:>13} │ {:>6} {:>6} {:>7} │ {:>7} {:>7} {:>7} │ {:>7} {:>8} │ {:>12} {:>6}",
+        "{:<17} {:>5} {:>9} {:>19} {:>13} │ {:>6} {:>6} {:>7} │ {:>7} {:>7} {:>7} │ {:>7} {:>8} │ {:>12} {:>6}",
         "target",
         "conc",
         "ops/s",
@@ -303,7 +303,7 @@ pub(crate) fn render(report: &Report) -> String {
         let starved = if r.fairness.min < STARVED { "!" } else { " " };
         let _ = writeln!(
             out,
-            "{:<16} {:>5} {:>9.0} {:>19} {:>13} │ {:>6} {:>6} {:>7} │ {:>7} {:>7} {:>7} │ {:>7} {:>8} │ {:>4.2} ({:>4.2}){} {:>6}",
+            "{:<17} {:>5} {:>9.0} {:>19} {:>13} │ {:>6} {:>6} {:>7} │ {:>7} {:>7} {:>7} │ {:>7} {:>8} │ {:>4.2} ({:>4.2}){} {:>6}",
             r.target,
             r.concurrency,
             r.ops_per_sec.median,
@@ -386,4 +386,23 @@ pub(crate) fn render(report: &Report) -> String {
         let _ = writeln!(out, "\nplot: {plot}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spread;
+
+    #[test]
+    fn spread_of_rounds() {
+        let s = Spread::of(&[1.2, 0.8, 1.0, f64::NAN]);
+        assert_eq!((s.median, s.min, s.max), (1.0, 0.8, 1.2));
+        assert!((s.mean - 1.0).abs() < 1e-12);
+        // Sample standard deviation 0.2, over √3.
+        assert!((s.se - 0.2 / 3f64.sqrt()).abs() < 1e-12);
+        let even = Spread::of(&[1.0, 2.0]);
+        assert_eq!(even.median, 1.5);
+        let one = Spread::of(&[3.0]);
+        assert_eq!((one.median, one.se), (3.0, 0.0));
+        assert!(Spread::of(&[]).median.is_nan());
+    }
 }
