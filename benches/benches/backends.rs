@@ -20,6 +20,10 @@
 //! those minutes is larger than the differences between pools). `POOL_BENCH_ROUNDS` sets the
 //! number of rounds (default 9, 0 turns the report off).
 //!
+//! `POOL_BENCH_COOP=off` runs every task's loop under `tokio::task::coop::unconstrained` (a
+//! control: a lead that comes from not yielding to tokio's cooperative budget shows up as a
+//! change between the two).
+//!
 //! Servers come from `POOL_BENCH_PG_URL` / `POOL_BENCH_MYSQL_URL` (or the `POOL_TEST_*`
 //! variables, or the machine's defaults). An unreachable server skips its group with a notice.
 
@@ -54,6 +58,12 @@ fn share(iters: u64, n: usize, i: usize) -> u64 {
     iters / n + u64::from((i as u64) < iters % n)
 }
 
+/// False under the `POOL_BENCH_COOP=off` control.
+fn coop() -> bool {
+    static COOP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *COOP.get_or_init(|| !pool_benches::coop_off_from_env())
+}
+
 /// Spawns `tasks` tasks; task `i` runs `work(i, its share of iters)`; times them all.
 async fn spread<F, Fut>(tasks: usize, iters: u64, work: F) -> Duration
 where
@@ -62,7 +72,12 @@ where
 {
     let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
-        .map(|i| tokio::spawn(work(i, share(iters, tasks, i))))
+        .map(|i| {
+            tokio::spawn(pool_benches::with_coop(
+                coop(),
+                work(i, share(iters, tasks, i)),
+            ))
+        })
         .collect();
     for h in handles {
         h.await.expect("bench task");

@@ -193,3 +193,15 @@ pub fn mobc(size: usize) -> mobc::Pool<MobcNoop> {
         .max_idle(size)
         .build(MobcNoop::default())
 }
+
+/// The baseline pool of `size` no-op connections (see [`crate::baseline`]).
+pub fn baseline(size: usize) -> crate::baseline::Baseline<NoopConn> {
+    let counter = NoopCounter::default();
+    crate::baseline::Baseline::new((0..size).map(|_| counter.next()).collect())
+}
+
+/// The blocking baseline pool (`Mutex<Vec>` + `Condvar`) of `size` no-op connections.
+pub fn blocking_baseline(size: usize) -> crate::baseline::BlockingBaseline<NoopConn> {
+    let counter = NoopCounter::default();
+    crate::baseline::BlockingBaseline::new((0..size).map(|_| counter.next()).collect())
+}

@@ -1,9 +1,11 @@
 //! `loadgen`: a short, realistic load through our pool, then through its peers, side by side.
 //!
-//! With no arguments it creates a SQLite database of 10 000 rows in a temp dir, runs 90 %
-//! point reads and 10 % small writes from 32 tasks through a pool of 8 for 6 s, then the same
-//! load through deadpool-sqlite and r2d2_sqlite for 3 s each, and prints ops/s, wait and query
-//! percentiles, errors by kind, our pool's status and counters, and each peer's ratio to ours.
+//! With no arguments it creates a SQLite database of 10 000 rows in a temp dir and runs 90 %
+//! point reads and 10 % small writes from 32 tasks through a pool of 8: ours, the 40-line
+//! baseline pool, deadpool-sqlite and r2d2_sqlite, in 5 rounds of 0.8 s each (each round runs
+//! every pool once in a new shuffled order, each run after an untimed warm-up). It prints ops/s,
+//! each peer's ratio to ours round by round (median, min–max, mean ± standard error), wait and
+//! query percentiles, fairness, errors by kind, and our pool's status and counters.
 //!
 //! ```text
 //! cargo run --release -p pool-benches --bin loadgen
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::report::Report;
+use crate::report::{Report, Summary};
 use crate::runner::{Load, Mode, RunResult};
 
 /// Errors that end loadgen with a message.
@@ -48,9 +50,21 @@ struct Cli {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pool_size: u32,
 
-    /// Measured seconds for our pool; each peer gets half. Default 6, or 2 per point with --sweep.
+    /// Measured seconds per pool (and per concurrency with --sweep), split over --rounds rounds.
+    /// Default 4, or 1 per point with --sweep.
     #[arg(short, long, value_parser = parse_secs)]
     duration: Option<f64>,
+
+    /// Rounds: each runs every pool once, in a new shuffled order (fixed seed). Default 5, or 3
+    /// with --sweep.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    rounds: Option<u32>,
+
+    /// `off`: run every pool's task loop under `tokio::task::coop::unconstrained`, so that no
+    /// pool is made to yield by tokio's cooperative budget (a control: a lead that comes from
+    /// not yielding shows up as a change between `on` and `off`).
+    #[arg(long, value_enum, default_value_t = Coop::On)]
+    coop: Coop,
 
     /// Fraction of operations that are point reads; the rest are one-row updates.
     #[arg(long, default_value_t = 0.9, value_parser = parse_ratio)]
@@ -72,7 +86,8 @@ struct Cli {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_concurrency: u32,
 
-    /// Where --sweep writes its plot. Default: `loadgen-<backend>-sweep.svg` in the current directory.
+    /// Where --sweep writes its plot, relative to the directory loadgen was started from
+    /// (`scripts/loadgen.sh` passes its caller's). Default: `loadgen-<backend>-sweep.svg` there.
     #[arg(long)]
     plot: Option<PathBuf>,
 
@@ -87,6 +102,23 @@ struct Cli {
     /// Seconds to wait for the database before giving up.
     #[arg(long, default_value_t = 5.0, value_parser = parse_secs)]
     connect_timeout: f64,
+}
+
+/// `--coop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Coop {
+    On,
+    Off,
+}
+
+/// The directory the user ran the command from: `LOADGEN_CALLER_DIR` (set by
+/// `scripts/loadgen.sh`, which changes to the repository), else the current directory.
+fn caller_dir() -> PathBuf {
+    std::env::var_os("LOADGEN_CALLER_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default()
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
@@ -180,24 +212,34 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
     } else {
         Mode::Tasks
     };
-    let duration = cli.duration.unwrap_or(if cli.sweep { 2.0 } else { 6.0 });
+    let duration = cli.duration.unwrap_or(if cli.sweep { 1.0 } else { 4.0 });
+    let rounds = cli
+        .rounds
+        .map_or(if cli.sweep { 3 } else { 5 }, |r| r as usize);
+    // Display only: rounds are few.
+    #[allow(clippy::cast_precision_loss)]
+    let per_run = duration / rounds as f64;
     let mut load = Load {
         mode,
         concurrency: cli.concurrency as usize,
         pool_size: cli.pool_size as usize,
-        duration: Duration::from_secs_f64(duration),
-        warmup: Duration::from_secs_f64((duration * 0.1).min(0.5)),
+        duration: Duration::from_secs_f64(per_run),
+        warmup: Duration::from_secs_f64((per_run * 0.1).clamp(0.1, 0.5)),
         read_ratio: cli.read_ratio,
         rows: i64::from(cli.rows),
         op_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
         progress: true,
+        coop: cli.coop == Coop::On,
     };
+    let here = caller_dir();
 
     let url = cli.url.as_deref().map(str::trim);
     let backend = match url {
-        None => Backend::Sqlite(sqlite::Sqlite::new(None)?),
-        Some(u) if u.starts_with("sqlite:") => Backend::Sqlite(sqlite::Sqlite::new(Some(u))?),
+        None => Backend::Sqlite(sqlite::Sqlite::new(None, &here)?),
+        Some(u) if u.starts_with("sqlite:") => {
+            Backend::Sqlite(sqlite::Sqlite::new(Some(u), &here)?)
+        }
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
             Backend::Postgres(Box::new(postgres::Postgres::new(u, &load)?))
         }
@@ -247,41 +289,60 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         vec![load.concurrency]
     };
 
+    let mut runs: Vec<RunResult> = Vec::new();
     let mut results = Vec::new();
+    // A fixed seed: the same orders every run.
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let mut order: Vec<usize> = (0..targets.len()).collect();
     for &concurrency in &concurrencies {
-        for (i, &target) in targets.iter().enumerate() {
-            load.concurrency = concurrency;
-            load.duration = Duration::from_secs_f64(if i == 0 { duration } else { duration / 2.0 });
-            load.warmup = Duration::from_secs_f64((load.duration.as_secs_f64() * 0.1).min(0.5));
-            let res = backend
-                .measure(target, &load)
-                .await
-                .map_err(|e| format!("{target} on {} ({shown_url}): {e}", backend.name()))?;
-            eprintln!(
-                "{target:>18} ×{concurrency:<4} {:>10.0} ops/s  p99 {:.0} µs  {} errors",
-                res.ops_per_sec,
-                res.total.p99_us,
-                res.error_count()
-            );
-            results.push(res);
+        load.concurrency = concurrency;
+        let mut by_target: Vec<Vec<RunResult>> = targets.iter().map(|_| Vec::new()).collect();
+        for round in 1..=rounds {
+            // Each round runs the pools in a new order, so that none always runs first or right
+            // after the same neighbour; each run starts with its untimed warm-up.
+            rng.shuffle(&mut order);
+            for &i in &order {
+                let target = targets[i];
+                let res = backend
+                    .measure(target, &load)
+                    .await
+                    .map_err(|e| format!("{target} on {} ({shown_url}): {e}", backend.name()))?;
+                eprintln!(
+                    "round {round}/{rounds} {target:>16} ×{concurrency:<4} {:>10.0} ops/s  p99 {:.0} µs  fair {:.2}  {} errors",
+                    res.ops_per_sec,
+                    res.total.p99_us,
+                    res.fairness,
+                    res.error_count()
+                );
+                by_target[i].push(res);
+            }
+        }
+        for rs in by_target {
+            let refs: Vec<&RunResult> = rs.iter().collect();
+            results.extend(Summary::merge(&refs));
+            runs.extend(rs);
         }
     }
 
     let plot = if cli.sweep {
-        let path = cli
-            .plot
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("loadgen-{}-sweep.svg", backend.name())));
+        let path = here.join(
+            cli.plot
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("loadgen-{}-sweep.svg", backend.name()))),
+        );
         let title = format!(
-            "{} — pool of {}, {:.0}% reads, {:?}",
+            "{} — pool of {}, {:.0}% reads, {:?}, {rounds} rounds{}",
             backend.name(),
             load.pool_size,
             load.read_ratio * 100.0,
-            mode
+            mode,
+            if load.coop { "" } else { ", coop off" }
         );
         plot::write_svg(&path, &title, &results)
             .map_err(|e| format!("cannot write the plot {}: {e}", path.display()))?;
-        Some(path.display().to_string())
+        let full = std::fs::canonicalize(&path).unwrap_or(path);
+        eprintln!("loadgen: wrote the plot to {}", full.display());
+        Some(full.display().to_string())
     } else {
         None
     };
@@ -291,8 +352,11 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         url: shown_url,
         rows: load.rows,
         read_ratio: load.read_ratio,
+        rounds,
+        coop: load.coop,
         ratios: report::ratios(&results),
         results,
+        runs,
         plot,
     };
     let mut stdout = std::io::stdout().lock();

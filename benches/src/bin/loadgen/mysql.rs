@@ -5,17 +5,19 @@
 //! default (`COM_RESET_CONNECTION`, which also drops its prepared statements); that is
 //! switched off here so that both pools do the same work per operation. pool-mysql in turn
 //! rolls back every used connection at its next checkout by default, so ours also runs as
-//! `ours-noreset` (`ResetMode::Off`).
+//! `ours-noreset` (`ResetMode::Off`). The baseline (the 40-line pool) opens its connections up
+//! front and neither checks nor resets them.
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
+use pool_benches::baseline::Baseline;
 
 use crate::runner::{self, Load, RunResult};
 use crate::target::{
-    build_ours, chain, check_ours, ErrorKind, OpError, PoolState, Target, Timing, OURS,
+    build_ours, chain, check_ours, ErrorKind, OpError, PoolState, Target, Timing, BASELINE, OURS,
     OURS_NO_RESET,
 };
 use crate::BoxError;
@@ -35,7 +37,7 @@ impl Mysql {
     }
 
     pub(crate) fn targets() -> &'static [&'static str] {
-        &[OURS, OURS_NO_RESET, "mysql_async"]
+        &[OURS, OURS_NO_RESET, BASELINE, "mysql_async"]
     }
 
     /// Creates `pool_loadgen` with `rows` rows unless it has them.
@@ -86,6 +88,19 @@ impl Mysql {
                 check_ours(&pool, load).await?;
                 let res = runner::run_tasks(target, load, Ours(pool.clone())).await;
                 pool.close();
+                Ok(res)
+            }
+            BASELINE => {
+                let mut conns = Vec::with_capacity(load.pool_size);
+                for _ in 0..load.pool_size {
+                    conns.push(mysql_async::Conn::new(self.opts.clone()).await?);
+                }
+                let pool = Baseline::new(conns);
+                let res = runner::run_tasks(target, load, BaselinePool(pool.clone())).await;
+                // Every guard is gone: close the connections politely.
+                for conn in pool.take_idle() {
+                    let _ = conn.disconnect().await;
+                }
                 Ok(res)
             }
             "mysql_async" => {
@@ -157,6 +172,18 @@ impl Target for Peer {
             .map_err(|e| OpError::new(ErrorKind::Connect, &e))?;
         let got = Instant::now();
         let res = op(&mut conn, read, key).await;
+        timed(start, got, res)
+    }
+}
+
+struct BaselinePool(Baseline<mysql_async::Conn>);
+
+impl Target for BaselinePool {
+    async fn op(&self, read: bool, key: i64) -> Result<Timing, OpError> {
+        let start = Instant::now();
+        let mut conn = self.0.get().await;
+        let got = Instant::now();
+        let res = op(&mut *conn, read, key).await;
         timed(start, got, res)
     }
 }

@@ -5,6 +5,8 @@
 //! each pool's cheap one: ours validates only after 1 s idle, deadpool's `Fast` recycling
 //! looks at `is_closed()`, and bb8's per-checkout `SELECT` round trip is switched off.
 //!
+//! The baseline (the 40-line pool) opens its 8 clients up front and checks nothing.
+//!
 //! pool-postgres rolls back every used connection at its next checkout by default (one round
 //! trip per operation that no peer makes), so ours also runs as `ours-noreset`
 //! (`ResetMode::Off`).
@@ -13,12 +15,13 @@ use std::hint::black_box;
 use std::str::FromStr;
 use std::time::Instant;
 
+use pool_benches::baseline::Baseline;
 use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
 use crate::runner::{self, Load, RunResult};
 use crate::target::{
-    build_ours, chain, check_ours, ErrorKind, OpError, PoolState, Target, Timing, OURS,
+    build_ours, chain, check_ours, ErrorKind, OpError, PoolState, Target, Timing, BASELINE, OURS,
     OURS_NO_RESET,
 };
 use crate::BoxError;
@@ -42,7 +45,13 @@ impl Postgres {
     }
 
     pub(crate) fn targets() -> &'static [&'static str] {
-        &[OURS, OURS_NO_RESET, "deadpool-postgres", "bb8-postgres"]
+        &[
+            OURS,
+            OURS_NO_RESET,
+            BASELINE,
+            "deadpool-postgres",
+            "bb8-postgres",
+        ]
     }
 
     /// Creates `pool_loadgen` with `rows` rows unless it has them.
@@ -91,6 +100,16 @@ impl Postgres {
                 let res = runner::run_tasks(target, load, Ours(pool.clone())).await;
                 pool.close();
                 Ok(res)
+            }
+            BASELINE => {
+                let mut clients = Vec::with_capacity(load.pool_size);
+                for _ in 0..load.pool_size {
+                    let (client, conn) = self.config.connect(NoTls).await?;
+                    // Ends when the client is dropped with the pool.
+                    tokio::spawn(conn);
+                    clients.push(client);
+                }
+                Ok(runner::run_tasks(target, load, BaselinePool(Baseline::new(clients))).await)
             }
             "deadpool-postgres" => {
                 let manager = deadpool_postgres::Manager::new(self.config.clone(), NoTls);
@@ -188,6 +207,18 @@ impl Target for Bb8 {
             };
             OpError::new(kind, &e)
         })?;
+        let got = Instant::now();
+        let res = op(&conn, read, key).await;
+        timed(start, got, res)
+    }
+}
+
+struct BaselinePool(Baseline<tokio_postgres::Client>);
+
+impl Target for BaselinePool {
+    async fn op(&self, read: bool, key: i64) -> Result<Timing, OpError> {
+        let start = Instant::now();
+        let conn = self.0.get().await;
         let got = Instant::now();
         let res = op(&conn, read, key).await;
         timed(start, got, res)

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use pool_benches::{latency_histogram, percentiles, Percentiles};
 use serde::Serialize;
 
-use crate::runner::RunResult;
-use crate::target::OURS;
+use crate::runner::{Mode, RunResult};
+use crate::target::{ErrorKind, PoolState, OURS};
 
 /// Everything `--json` prints.
 #[derive(Debug, Serialize)]
@@ -15,10 +16,151 @@ pub(crate) struct Report {
     pub(crate) url: String,
     pub(crate) rows: i64,
     pub(crate) read_ratio: f64,
-    pub(crate) results: Vec<RunResult>,
-    /// Per target and concurrency: `ours ÷ target` throughput and `target ÷ ours` p99.
+    /// Rounds per concurrency; each round runs every contender once, in a new shuffled order.
+    pub(crate) rounds: usize,
+    /// False under `--coop off`.
+    pub(crate) coop: bool,
+    /// One per target and concurrency, merged over the rounds.
+    pub(crate) results: Vec<Summary>,
+    /// Per target and concurrency: `ours ÷ target` throughput, round by round, and
+    /// `target ÷ ours` p99.
     pub(crate) ratios: Vec<Ratio>,
+    /// Every single run, in the order they ran.
+    pub(crate) runs: Vec<RunResult>,
     pub(crate) plot: Option<String>,
+}
+
+/// Median, extremes, mean and the mean's standard error of values over rounds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Spread {
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) mean: f64,
+    /// Sample standard deviation ÷ √n (0 for one value).
+    pub(crate) se: f64,
+}
+
+impl Spread {
+    /// The spread of `xs` (all NaN for none; NaN values are left out).
+    pub(crate) fn of(xs: &[f64]) -> Self {
+        let mut v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return Spread {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+                mean: f64::NAN,
+                se: f64::NAN,
+            };
+        }
+        v.sort_by(f64::total_cmp);
+        // Display only: round counts are small.
+        #[allow(clippy::cast_precision_loss)]
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let se = if v.len() > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() / n.sqrt()
+        } else {
+            0.0
+        };
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+            mean,
+            se,
+        }
+    }
+}
+
+/// One target at one concurrency, merged over its rounds.
+#[derive(Debug, Serialize)]
+pub(crate) struct Summary {
+    pub(crate) target: String,
+    pub(crate) mode: Mode,
+    pub(crate) concurrency: usize,
+    pub(crate) pool_size: usize,
+    pub(crate) rounds: usize,
+    /// Measured seconds and operations over all rounds.
+    pub(crate) seconds: f64,
+    pub(crate) ops: u64,
+    /// Successful operations per second, round by round, and their spread.
+    pub(crate) ops_per_sec_rounds: Vec<f64>,
+    pub(crate) ops_per_sec: Spread,
+    /// Latency percentiles of all rounds' operations together.
+    pub(crate) wait: Percentiles,
+    pub(crate) query: Percentiles,
+    pub(crate) total: Percentiles,
+    /// The p99 (wait + query) of each round, spread.
+    pub(crate) p99_rounds: Spread,
+    /// Fairness (the least productive worker's operations ÷ the mean) of each round, spread.
+    pub(crate) fairness: Spread,
+    pub(crate) errors: BTreeMap<ErrorKind, u64>,
+    pub(crate) error_examples: BTreeMap<ErrorKind, String>,
+    /// Our pool's status and counters after its last round.
+    pub(crate) pool: Option<PoolState>,
+    pub(crate) peak_in_use: Option<usize>,
+    pub(crate) peak_waiting: Option<usize>,
+}
+
+impl Summary {
+    /// Merges the runs of one target at one concurrency (at least one).
+    pub(crate) fn merge(runs: &[&RunResult]) -> Option<Self> {
+        let first = runs.first()?;
+        let mut hists = [
+            latency_histogram(),
+            latency_histogram(),
+            latency_histogram(),
+        ];
+        let mut errors: BTreeMap<ErrorKind, u64> = BTreeMap::new();
+        let mut examples = BTreeMap::new();
+        for r in runs {
+            for (h, o) in hists.iter_mut().zip(&r.hists) {
+                // Same settings, auto-resize: adding cannot fail.
+                let _ = h.add(o);
+            }
+            for (k, n) in &r.errors {
+                *errors.entry(*k).or_default() += n;
+            }
+            for (k, m) in &r.error_examples {
+                examples.entry(*k).or_insert_with(|| m.clone());
+            }
+        }
+        let rates: Vec<f64> = runs.iter().map(|r| r.ops_per_sec).collect();
+        let p99s: Vec<f64> = runs.iter().map(|r| r.total.p99_us).collect();
+        let fair: Vec<f64> = runs.iter().map(|r| r.fairness).collect();
+        Some(Summary {
+            target: first.target.clone(),
+            mode: first.mode,
+            concurrency: first.concurrency,
+            pool_size: first.pool_size,
+            rounds: runs.len(),
+            seconds: runs.iter().map(|r| r.seconds).sum(),
+            ops: runs.iter().map(|r| r.ops).sum(),
+            ops_per_sec: Spread::of(&rates),
+            ops_per_sec_rounds: rates,
+            wait: percentiles(&hists[0]),
+            query: percentiles(&hists[1]),
+            total: percentiles(&hists[2]),
+            p99_rounds: Spread::of(&p99s),
+            fairness: Spread::of(&fair),
+            errors,
+            error_examples: examples,
+            pool: runs.last().and_then(|r| r.pool.clone()),
+            peak_in_use: runs.iter().filter_map(|r| r.peak_in_use).max(),
+            peak_waiting: runs.iter().filter_map(|r| r.peak_waiting).max(),
+        })
+    }
+
+    pub(crate) fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
 }
 
 /// How one peer compares with ours at one concurrency; above 1 means ours is better.
@@ -26,14 +168,14 @@ pub(crate) struct Report {
 pub(crate) struct Ratio {
     pub(crate) target: String,
     pub(crate) concurrency: usize,
-    /// Our operations per second divided by the peer's.
-    pub(crate) throughput_ours_over_peer: f64,
-    /// The peer's p99 (wait + query) divided by ours.
+    /// Our operations per second divided by the peer's in the same round, over the rounds.
+    pub(crate) throughput_ours_over_peer: Spread,
+    /// The peer's p99 (wait + query, all rounds) divided by ours.
     pub(crate) p99_peer_over_ours: f64,
 }
 
-/// Ratios of every peer result to ours at the same concurrency.
-pub(crate) fn ratios(results: &[RunResult]) -> Vec<Ratio> {
+/// Ratios of every peer summary to ours at the same concurrency, round by round.
+pub(crate) fn ratios(results: &[Summary]) -> Vec<Ratio> {
     results
         .iter()
         .filter(|r| r.target != OURS)
@@ -41,10 +183,16 @@ pub(crate) fn ratios(results: &[RunResult]) -> Vec<Ratio> {
             let ours = results
                 .iter()
                 .find(|r| r.target == OURS && r.concurrency == peer.concurrency)?;
+            let per_round: Vec<f64> = ours
+                .ops_per_sec_rounds
+                .iter()
+                .zip(&peer.ops_per_sec_rounds)
+                .map(|(o, p)| div(*o, *p))
+                .collect();
             Some(Ratio {
                 target: peer.target.clone(),
                 concurrency: peer.concurrency,
-                throughput_ours_over_peer: div(ours.ops_per_sec, peer.ops_per_sec),
+                throughput_ours_over_peer: Spread::of(&per_round),
                 p99_peer_over_ours: div(peer.total.p99_us, ours.total.p99_us),
             })
         })
@@ -67,6 +215,14 @@ fn ratio_cell(r: f64) -> String {
     }
 }
 
+fn num(r: f64) -> String {
+    if r.is_finite() {
+        format!("{r:.2}")
+    } else {
+        "–".into()
+    }
+}
+
 fn us(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.1}ms", v / 1_000.0)
@@ -77,33 +233,46 @@ fn us(v: f64) -> String {
     }
 }
 
-/// The table of one or more runs, ratios to ours, errors and our pool's state.
+/// Fairness below this in some round marks a row (and a point of the plot) as starved.
+pub(crate) const STARVED: f64 = 0.5;
+
+/// The table of one or more concurrencies, ratios to ours, errors and our pool's state.
 pub(crate) fn render(report: &Report) -> String {
     let mut out = String::new();
     let first = report.results.first();
     let _ = writeln!(
         out,
-        "\nloadgen: {} {}, {} rows, {:.0}% reads, pool size {}, {:?}",
+        "\nloadgen: {} {}, {} rows, {:.0}% reads, pool size {}, {:?}, {} rounds{}",
         report.backend,
         report.url,
         report.rows,
         report.read_ratio * 100.0,
         first.map_or(0, |r| r.pool_size),
-        first.map_or(crate::runner::Mode::Tasks, |r| r.mode),
+        first.map_or(Mode::Tasks, |r| r.mode),
+        report.rounds,
+        if report.coop {
+            ""
+        } else {
+            ", coop off (every task loop unconstrained)"
+        },
     );
     let _ = writeln!(
         out,
-        "latencies in µs; wait = getting a connection, query = using it; ratios > 1 favour ours;\n\
-         fair = the least productive task's operations ÷ the mean (near 0: some tasks starved)\n"
+        "each round runs every pool once, in a new shuffled order, after an untimed warm-up;\n\
+         ops/s = median over rounds; ours÷it = ours' ops/s ÷ this pool's in the same round: \
+         median (min–max) and mean ± standard error; above 1 favours ours;\n\
+         latencies in µs over all rounds; wait = getting a connection, query = using it;\n\
+         fair = the least productive task's operations ÷ the mean: median (worst round); \
+         `!` marks a worst round below {STARVED} (some tasks starved)\n"
     );
     let _ = writeln!(
         out,
-        "{:<18} {:>5} {:>10} {:>9} {:>9} │ {:>7} {:>7} {:>7} │ {:>7} {:>7} {:>7} │ {:>7} {:>5} {:>7}",
+        "{:<17} {:>5} {:>9} {:>19} {:>13} │ {:>6} {:>6} {:>7} │ {:>7} {:>7} {:>7} │ {:>7} {:>8} │ {:>12} {:>6}",
         "target",
         "conc",
         "ops/s",
-        "ours÷it",
-        "p99 it÷o",
+        "ours÷it (min–max)",
+        "mean ± s.e.",
         "wait50",
         "wait99",
         "waitmax",
@@ -111,7 +280,8 @@ pub(crate) fn render(report: &Report) -> String {
         "query99",
         "qmax",
         "total99",
-        "fair",
+        "p99 it÷o",
+        "fair (worst)",
         "errors"
     );
     let ratios = ratios(&report.results);
@@ -119,21 +289,26 @@ pub(crate) fn render(report: &Report) -> String {
         let ratio = ratios
             .iter()
             .find(|x| x.target == r.target && x.concurrency == r.concurrency);
-        let (tp, p99) = match ratio {
-            Some(x) => (
-                ratio_cell(x.throughput_ours_over_peer),
-                ratio_cell(x.p99_peer_over_ours),
-            ),
-            None => ("1.00×".into(), "1.00×".into()),
+        let (tp, mean, p99) = match ratio {
+            Some(x) => {
+                let t = &x.throughput_ours_over_peer;
+                (
+                    format!("{} ({}–{})", ratio_cell(t.median), num(t.min), num(t.max)),
+                    format!("{} ± {}", num(t.mean), num(t.se)),
+                    ratio_cell(x.p99_peer_over_ours),
+                )
+            }
+            None => ("1.00×".into(), String::new(), "1.00×".into()),
         };
+        let starved = if r.fairness.min < STARVED { "!" } else { " " };
         let _ = writeln!(
             out,
-            "{:<18} {:>5} {:>10.0} {:>9} {:>9} │ {:>7} {:>7} {:>7} │ {:>7} {:>7} {:>7} │ {:>7} {:>5.2} {:>7}",
+            "{:<17} {:>5} {:>9.0} {:>19} {:>13} │ {:>6} {:>6} {:>7} │ {:>7} {:>7} {:>7} │ {:>7} {:>8} │ {:>4.2} ({:>4.2}){} {:>6}",
             r.target,
             r.concurrency,
-            r.ops_per_sec,
+            r.ops_per_sec.median,
             tp,
-            p99,
+            mean,
             us(r.wait.p50_us),
             us(r.wait.p99_us),
             us(r.wait.max_us),
@@ -141,7 +316,10 @@ pub(crate) fn render(report: &Report) -> String {
             us(r.query.p99_us),
             us(r.query.max_us),
             us(r.total.p99_us),
-            r.fairness,
+            p99,
+            r.fairness.median,
+            r.fairness.min,
+            starved,
             r.error_count(),
         );
     }
@@ -208,4 +386,23 @@ pub(crate) fn render(report: &Report) -> String {
         let _ = writeln!(out, "\nplot: {plot}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spread;
+
+    #[test]
+    fn spread_of_rounds() {
+        let s = Spread::of(&[1.2, 0.8, 1.0, f64::NAN]);
+        assert_eq!((s.median, s.min, s.max), (1.0, 0.8, 1.2));
+        assert!((s.mean - 1.0).abs() < 1e-12);
+        // Sample standard deviation 0.2, over √3.
+        assert!((s.se - 0.2 / 3f64.sqrt()).abs() < 1e-12);
+        let even = Spread::of(&[1.0, 2.0]);
+        assert_eq!(even.median, 1.5);
+        let one = Spread::of(&[3.0]);
+        assert_eq!((one.median, one.se), (3.0, 0.0));
+        assert!(Spread::of(&[]).median.is_nan());
+    }
 }

@@ -38,6 +38,9 @@ pub(crate) struct Load {
     pub(crate) connect_timeout: Duration,
     /// Draw a progress bar (stderr is a terminal and output is not JSON-only).
     pub(crate) progress: bool,
+    /// Run each task's loop under tokio's cooperative budget (`--coop on`, the default), or
+    /// under `tokio::task::coop::unconstrained` (`--coop off`).
+    pub(crate) coop: bool,
 }
 
 /// What one run measured.
@@ -66,6 +69,9 @@ pub(crate) struct RunResult {
     /// Fairness: the least productive worker's successful operations divided by the mean
     /// (1 = every worker got the same share; near 0 = some workers starved).
     pub(crate) fairness: f64,
+    /// The histograms behind `wait`, `query` and `total` (ns), to merge rounds.
+    #[serde(skip)]
+    pub(crate) hists: [Histogram<u64>; 3],
 }
 
 impl RunResult {
@@ -250,7 +256,8 @@ pub(crate) async fn run_tasks<T: Target>(label: &str, load: &Load, target: T) ->
     let mut handles = Vec::with_capacity(load.concurrency);
     for i in 0..load.concurrency {
         let (target, shared) = (Arc::clone(&target), Arc::clone(&shared));
-        handles.push(tokio::spawn(async move {
+        let coop = load.coop;
+        handles.push(tokio::spawn(pool_benches::with_coop(coop, async move {
             let mut rng = fastrand::Rng::with_seed(0x5eed + i as u64);
             let mut rec = Recorder::new();
             loop {
@@ -272,7 +279,7 @@ pub(crate) async fn run_tasks<T: Target>(label: &str, load: &Load, target: T) ->
                 }
             }
             rec
-        }));
+        })));
     }
 
     let mut progress = Progress::new(label, load);
@@ -383,6 +390,7 @@ fn summarise(
         wait: percentiles(&rec.wait),
         query: percentiles(&rec.query),
         total: percentiles(&rec.total),
+        hists: [rec.wait, rec.query, rec.total],
         errors: rec.errors,
         error_examples: rec.examples,
         pool,

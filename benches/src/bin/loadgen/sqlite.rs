@@ -5,19 +5,23 @@
 //! straight to a blocking thread and back to the pool from there); deadpool-sqlite through
 //! `Object::interact` (the connection is returned once the task runs again); r2d2 has no async
 //! API, so its whole get + statement runs in `spawn_blocking` (a waiting request holds a
-//! blocking thread). Threads mode (`--threads`): ours through `get_blocking()` and r2d2 through
-//! `get()`, each on the calling OS thread.
+//! blocking thread); the baseline (the 40-line pool) gets a connection on the task and moves
+//! its guard into `spawn_blocking`. Threads mode (`--threads`): ours through `get_blocking()`,
+//! r2d2 through `get()` and the baseline's `Mutex<Vec>` + `Condvar`, each on the calling OS
+//! thread.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use pool_benches::baseline::{Baseline, BlockingBaseline};
 use pool_sqlite::{InteractError, SqlitePool};
 use rusqlite::{Connection, ErrorCode};
 
 use crate::runner::{self, Load, RunResult};
 use crate::target::{
-    build_ours, check_ours, BlockingTarget, ErrorKind, OpError, PoolState, Target, Timing, OURS,
+    build_ours, check_ours, BlockingTarget, ErrorKind, OpError, PoolState, Target, Timing,
+    BASELINE, OURS,
 };
 use crate::BoxError;
 
@@ -42,8 +46,9 @@ pub(crate) struct Sqlite {
 }
 
 impl Sqlite {
-    /// `None`: a fresh file in a new temp dir; else the path after `sqlite://` or `sqlite:`.
-    pub(crate) fn new(url: Option<&str>) -> Result<Self, BoxError> {
+    /// `None`: a fresh file in a new temp dir; else the path after `sqlite://` or `sqlite:`,
+    /// relative to `here` (the caller's directory) unless absolute.
+    pub(crate) fn new(url: Option<&str>, here: &Path) -> Result<Self, BoxError> {
         match url {
             None => {
                 let tmp = tempfile::Builder::new().prefix("loadgen-").tempdir()?;
@@ -63,7 +68,7 @@ impl Sqlite {
                         .into());
                 }
                 Ok(Sqlite {
-                    path: PathBuf::from(path),
+                    path: here.join(path),
                     _tmp: None,
                 })
             }
@@ -77,9 +82,9 @@ impl Sqlite {
     /// Ours first, then the peers that can run in this mode.
     pub(crate) fn targets(threads: bool) -> &'static [&'static str] {
         if threads {
-            &[OURS, "r2d2_sqlite"]
+            &[OURS, BASELINE, "r2d2_sqlite"]
         } else {
-            &[OURS, "deadpool-sqlite", "r2d2_sqlite"]
+            &[OURS, BASELINE, "deadpool-sqlite", "r2d2_sqlite"]
         }
     }
 
@@ -111,6 +116,26 @@ impl Sqlite {
                 });
                 pool.close();
                 Ok(res)
+            }
+            (BASELINE, mode) => {
+                let size = load.pool_size;
+                let path = path.to_owned();
+                let conns = tokio::task::spawn_blocking(move || {
+                    (0..size)
+                        .map(|_| {
+                            let c = Connection::open(&path)?;
+                            c.execute_batch(PRAGMAS)?;
+                            Ok(c)
+                        })
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await??;
+                Ok(if mode == runner::Mode::Tasks {
+                    runner::run_tasks(target, load, BaselineAsync(Baseline::new(conns))).await
+                } else {
+                    let pool = BaselineBlocking(BlockingBaseline::new(conns));
+                    tokio::task::block_in_place(|| runner::run_threads(target, load, pool))
+                })
             }
             ("deadpool-sqlite", runner::Mode::Tasks) => {
                 let pool = deadpool_sqlite::Config::new(path)
@@ -291,5 +316,30 @@ impl Target for R2d2 {
 impl BlockingTarget for R2d2 {
     fn op(&self, read: bool, key: i64) -> Result<Timing, OpError> {
         self.run(Instant::now(), read, key)
+    }
+}
+
+struct BaselineAsync(Baseline<Connection>);
+
+impl Target for BaselineAsync {
+    async fn op(&self, read: bool, key: i64) -> Result<Timing, OpError> {
+        let start = Instant::now();
+        let conn = self.0.get().await;
+        // Timed on the blocking thread, as ours and r2d2's.
+        tokio::task::spawn_blocking(move || timed(start, Instant::now(), op(&conn, read, key)))
+            .await
+            .map_err(|e| OpError::new(ErrorKind::Other, &e))?
+    }
+}
+
+struct BaselineBlocking(BlockingBaseline<Connection>);
+
+impl BlockingTarget for BaselineBlocking {
+    fn op(&self, read: bool, key: i64) -> Result<Timing, OpError> {
+        let start = Instant::now();
+        let conn = self.0.get();
+        let got = Instant::now();
+        let res = op(&conn, read, key);
+        timed(start, got, res)
     }
 }

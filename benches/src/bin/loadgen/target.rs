@@ -13,6 +13,9 @@ use crate::runner::Load;
 
 /// The name of our pool in every table.
 pub(crate) const OURS: &str = "ours";
+/// The 40-line pool (`pool_benches::baseline`): a semaphore and a `Mutex<Vec>` of connections
+/// opened up front (a `Mutex<Vec>` and a `Condvar` for threads).
+pub(crate) const BASELINE: &str = "baseline";
 /// Ours with the backend's reset-on-checkout switched off (what the peers do).
 pub(crate) const OURS_NO_RESET: &str = "ours-noreset";
 
