@@ -77,6 +77,10 @@ fn mask_password_params(s: &str) -> String {
             continue;
         }
         let value = &s[value_at..];
+        if value.starts_with("***") {
+            // Already masked: masking is idempotent.
+            continue;
+        }
         let len = match value.as_bytes().first() {
             // A quoted key/value value: up to the closing quote (backslash escapes it).
             Some(&q @ (b'\'' | b'"')) => {
@@ -158,5 +162,9 @@ mod tests {
             "Server=h;Password=***;Database=d"
         );
         assert_eq!(redact("no secret here"), "no secret here");
+        // Idempotent, also for a masked URL inside a longer message.
+        let url = redact("postgres://u:a@h/db?password=b");
+        let message = format!("cannot reach postgres ({url}): refused");
+        assert_eq!(redact(&message), message);
     }
 }

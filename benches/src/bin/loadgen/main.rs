@@ -200,7 +200,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("loadgen: error: {e}");
+            // The URL in the message is already masked; this also masks a password that a
+            // driver's own error text might echo.
+            eprintln!(
+                "loadgen: error: {}",
+                pool_benches::env::redact(&e.to_string())
+            );
             ExitCode::FAILURE
         }
     }
