@@ -6,6 +6,7 @@ mod connect;
 mod dirty;
 mod failures;
 mod outage;
+mod pgbouncer;
 mod secrets;
 mod server;
 mod util;
