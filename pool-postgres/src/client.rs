@@ -37,6 +37,8 @@ pub struct ClientWrapper {
     tx_state: Option<Arc<TxState>>,
     /// Where the socket was opened to, for cancel requests (`None`: the driver opened it).
     addr: Option<Addr>,
+    /// PgBouncer-safe mode (`crate::bouncer`): `Some` when the manager's `pgbouncer` is on.
+    pub(crate) bouncer: Option<crate::bouncer::Bouncer>,
 }
 
 impl ClientWrapper {
@@ -49,10 +51,17 @@ impl ClientWrapper {
             used: AtomicBool::new(false),
             tx_state: connected.tx_state,
             addr: connected.addr,
+            bouncer: None,
         }
     }
 
     /// Prepares `sql`, reusing the statement this connection prepared earlier for the same text.
+    ///
+    /// In PgBouncer mode ([`crate::Manager::pgbouncer`]) it returns a statement *handle*: its
+    /// parameter and column types are right, but its server-side statement was deallocated
+    /// before the describing transaction ended. This wrapper's query methods (`query`,
+    /// `execute`, …) run it as an unnamed statement; do not pass it to the driver's methods
+    /// (`Transaction::query`, `Client::query` through `Deref`), which would bind it by name.
     ///
     /// With the cache turned off ([`crate::Manager::statement_cache_capacity`] of 0, e.g. behind
     /// PgBouncer in transaction mode) this is a plain [`Client::prepare`]. When the cache is full an
@@ -67,6 +76,9 @@ impl ClientWrapper {
     /// Cancelling it leaves the cache unchanged (the statement is only cached once prepared).
     pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
         self.mark_used();
+        if let Some(bouncer) = &self.bouncer {
+            return self.bouncer_prepare_cached(bouncer, sql).await;
+        }
         if self.cache_capacity == 0 {
             return self.client.prepare(sql).await;
         }

@@ -15,6 +15,19 @@ pub enum ConfigError {
     /// The pool settings were rejected.
     #[error("invalid pool settings")]
     Pool(#[source] pool_core::BuildError),
+    /// The `pgbouncer` parameter of the connection string is not `true`/`false` (or `1`/`0`,
+    /// `yes`/`no`, `on`/`off`).
+    #[error("invalid `pgbouncer` parameter: expected true or false")]
+    PgBouncerFlag,
+    /// PgBouncer mode with startup `options` (e.g. `-c search_path=…`): PgBouncer refuses them
+    /// (SQLSTATE 08P01), and a session `SET` would leak between its clients. Set the parameter
+    /// on the role or database instead (`ALTER ROLE app SET search_path = app, public`), or in
+    /// PgBouncer's `[databases]` entry (`connect_query`), or qualify names with their schema.
+    #[error(
+        "startup `options` (e.g. search_path) cannot be used behind PgBouncer: set them with \
+         ALTER ROLE/ALTER DATABASE … SET, or PgBouncer's connect_query"
+    )]
+    PgBouncerStartupOptions,
 }
 
 /// Sorts a driver error into the classes [`pool_core::retry`] acts on.

@@ -7,6 +7,7 @@
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod bouncer;
 mod client;
 mod connect;
 mod error;
@@ -14,6 +15,7 @@ mod manager;
 mod role;
 mod sniff;
 
+pub use bouncer::{QueryRef, ToQuery};
 pub use client::ClientWrapper;
 pub use error::{classify, classify_pool_error, retry, ConfigError};
 pub use manager::{InitFuture, InitHook, Manager, ResetMode};

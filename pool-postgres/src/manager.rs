@@ -79,6 +79,8 @@ pub struct Manager {
     resets: AtomicU64,
     role: TargetRole,
     max_lag: Option<Duration>,
+    /// PgBouncer-safe mode ([`Manager::pgbouncer`]): the parameter types learned per SQL text.
+    bouncer: Option<Arc<crate::bouncer::Shared>>,
 }
 
 impl Manager {
@@ -105,23 +107,34 @@ impl Manager {
             reset_mode: ResetMode::default(),
             cache_capacity: 256,
             resets: AtomicU64::new(0),
+            bouncer: None,
         }
     }
 
     /// A manager for the connection string `url`, without TLS. The string is parsed by
     /// tokio-postgres (`"…".parse::<tokio_postgres::Config>()`): URLs and key/value strings both work.
     ///
+    /// A `pgbouncer=true` parameter (`postgres://…/db?pgbouncer=true`, or a `pgbouncer=true`
+    /// key/value pair) is taken off the string before the driver parses it and turns on
+    /// [`Manager::pgbouncer`].
+    ///
     /// # Errors
     ///
     /// [`ConfigError::Url`] when tokio-postgres rejects the string. The error never contains the
-    /// password.
+    /// password. [`ConfigError::PgBouncerFlag`] when `pgbouncer` is not a boolean,
+    /// [`ConfigError::PgBouncerStartupOptions`] when it is on and the string has `options`.
     ///
     /// Besides the driver's values, `target_session_attrs` may be `primary`, `standby` or
     /// `prefer-standby` (see [`TargetRole`]).
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
-        let (url, role) = split_target_role(url);
+        let (url, pgbouncer) = crate::bouncer::split_pgbouncer_flag(url)?;
+        let (url, role) = split_target_role(&url);
         let config = url.parse::<Config>().map_err(ConfigError::Url)?;
-        let manager = Self::new(config);
+        let pgbouncer = pgbouncer.unwrap_or(false);
+        if pgbouncer && config.get_options().is_some_and(|o| !o.trim().is_empty()) {
+            return Err(ConfigError::PgBouncerStartupOptions);
+        }
+        let manager = Self::new(config).pgbouncer(pgbouncer);
         Ok(match role {
             Some(role) => manager.target_role(role),
             None => manager,
@@ -203,6 +216,11 @@ impl Manager {
     /// Sets the schema search path of every connection, sent in the startup packet as
     /// `-c search_path=…` (so it survives `DISCARD ALL`). Each schema is quoted as an identifier:
     /// pass names as they are, e.g. `["app", "public"]`. Default: the server's.
+    ///
+    /// Not behind PgBouncer ([`Manager::pgbouncer`]): PgBouncer refuses startup `options`
+    /// (SQLSTATE 08P01) and a session `SET` would leak between its clients. Set it on the role
+    /// or database (`ALTER ROLE app SET search_path = app, public`) or in PgBouncer's
+    /// `connect_query`, or qualify names with their schema.
     pub fn search_path<I, S>(mut self, schemas: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -258,6 +276,33 @@ impl Manager {
         self
     }
 
+    /// PgBouncer-safe mode, for a server reached through PgBouncer in transaction (or statement)
+    /// pooling mode. Also turned on by `pgbouncer=true` in the URL ([`Manager::from_url`]).
+    /// Default: off.
+    ///
+    /// In this mode no query method of [`ClientWrapper`] binds a named statement: `query`,
+    /// `query_one`, `query_opt`, `query_raw`, `execute`, `execute_raw`, `prepare` and
+    /// [`prepare_cached`](ClientWrapper::prepare_cached) send the unnamed statement with the
+    /// parameter types the server reported for the SQL text (learned once per pool inside an
+    /// explicit transaction), one round trip per query like the driver's `query_typed`. See
+    /// the crate documentation for what raw driver access (`Deref`, `Transaction`) does behind
+    /// PgBouncer, and why [`Manager::search_path`] cannot be used.
+    ///
+    /// The clean-session guarantee is unchanged: PgBouncer forwards the server's
+    /// `ReadyForQuery` status, so a connection returned inside a transaction is rolled back. But
+    /// session state (`SET` without `LOCAL`, temporary tables, advisory locks, `LISTEN`) lives on
+    /// whatever server connection PgBouncer picked and leaks to its other clients: use
+    /// `SET LOCAL` inside a transaction.
+    pub fn pgbouncer(mut self, on: bool) -> Self {
+        self.bouncer = on.then(|| Arc::new(crate::bouncer::Shared::default()));
+        self
+    }
+
+    /// Whether PgBouncer-safe mode is on ([`Manager::pgbouncer`]).
+    pub fn is_pgbouncer(&self) -> bool {
+        self.bouncer.is_some()
+    }
+
     /// How many times this manager has cleaned a connection before handing it out again
     /// ([`ResetMode`]): a measure of how often holders return connections dirty.
     pub fn resets(&self) -> u64 {
@@ -287,6 +332,7 @@ impl fmt::Debug for Manager {
             .field("statement_cache_capacity", &self.cache_capacity)
             .field("target_role", &self.role)
             .field("max_replication_lag", &self.max_lag)
+            .field("pgbouncer", &self.bouncer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -308,7 +354,13 @@ impl pool_core::Manager for Manager {
                 }
                 Err(e) => return Err(e),
             };
-            let conn = ClientWrapper::new(connected, self.cache_capacity);
+            let mut conn = ClientWrapper::new(connected, self.cache_capacity);
+            if let Some(shared) = &self.bouncer {
+                conn.bouncer = Some(crate::bouncer::Bouncer::new(
+                    Arc::clone(shared),
+                    self.cache_capacity,
+                ));
+            }
             if self.max_lag.is_some() {
                 self.check_role(conn.raw()).await?;
             }

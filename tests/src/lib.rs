@@ -14,9 +14,11 @@
 
 mod diagnostics;
 pub mod outage;
+mod pgbouncer;
 mod process;
 
 pub use diagnostics::{error_chain, LogCapture};
+pub use pgbouncer::{PgBouncer, PGBOUNCER_BIN};
 pub use process::ServerProcess;
 
 use std::net::{TcpStream, ToSocketAddrs};

@@ -6,6 +6,7 @@ mod connect;
 mod dirty;
 mod failures;
 mod outage;
+mod pgbouncer;
 mod replica;
 mod secrets;
 mod server;
