@@ -6,6 +6,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
@@ -112,6 +113,8 @@ impl ClientWrapper {
     /// of a connection whose socket the manager opened (the default, no-TLS case). The returned
     /// future does not borrow the connection: create it, then await or spawn it while the query
     /// runs. The cancelled query fails with SQLSTATE `57014`; cancelling is inherently racy.
+    /// For connections whose socket the manager opened, the future completes only once the
+    /// server closed the cancel connection, i.e. after the session was signalled.
     ///
     /// # Errors
     ///
@@ -124,7 +127,18 @@ impl ClientWrapper {
         async move {
             match addr {
                 Some(addr) => match addr.open_bare().await {
-                    Ok(stream) => token.cancel_query_raw(stream, tokio_postgres::NoTls).await,
+                    Ok(stream) => {
+                        let stream = crate::connect::UntilEof(stream);
+                        let cancel = token.cancel_query_raw(stream, tokio_postgres::NoTls);
+                        match tokio::time::timeout(Duration::from_secs(5), cancel).await {
+                            Ok(done) => done,
+                            Err(_) => Err(crate::connect::io_error(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "the server did not close the cancel connection within 5 s",
+                            ))
+                            .await),
+                        }
+                    }
                     Err(e) => Err(crate::connect::io_error(e).await),
                 },
                 None => token.cancel_query(tokio_postgres::NoTls).await,
@@ -149,7 +163,15 @@ impl ClientWrapper {
     /// Whether the server's transaction status is tracked (the socket is sniffed), and if so
     /// whether the connection is idle with nothing in flight: `None` when it is not tracked.
     pub(crate) fn is_idle(&self) -> Option<bool> {
-        self.tx_state.as_ref().map(|s| s.is_clean())
+        self.tx_state
+            .as_ref()
+            .filter(|s| s.is_attached())
+            .map(|s| s.is_clean())
+    }
+
+    /// The sniffed session state, when a sniffer follows this connection's stream.
+    pub(crate) fn sniffed(&self) -> Option<&TxState> {
+        self.tx_state.as_deref().filter(|s| s.is_attached())
     }
 
     pub(crate) fn was_used(&mut self) -> bool {

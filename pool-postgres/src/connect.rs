@@ -54,7 +54,7 @@ where
             let (client, connection) = config.connect(tls).await?;
             Ok(Connected {
                 client,
-                task: spawn_connection(connection),
+                task: spawn_connection(connection, None),
                 tx_state: None,
                 addr: None,
             })
@@ -259,7 +259,7 @@ async fn connect_addr(config: &Config, addr: Addr) -> Result<Connected, tokio_po
     let (client, connection) = config
         .connect_raw(Sniffer::new(stream, state.clone()), NoTls)
         .await?;
-    let task = spawn_connection(connection);
+    let task = spawn_connection(connection, Some(state.clone()));
     let attrs = config.get_target_session_attrs();
     if attrs != TargetSessionAttrs::Any {
         // Dropping `task` on an early return would not stop it; abort it explicitly.
@@ -305,6 +305,53 @@ pub(crate) async fn io_error(error: io::Error) -> tokio_postgres::Error {
     match config.connect_raw(Failing(Some(error)), NoTls).await {
         Err(e) => e,
         Ok(_) => unreachable!("a session over a failing stream cannot start"),
+    }
+}
+
+/// A cancel-request stream whose shutdown completes only once the server closed the connection.
+///
+/// The server closes a cancel connection after it has signalled the session, so when
+/// tokio-postgres's `cancel_query_raw` (which writes, flushes and shuts the stream down) returns
+/// over this stream, the session has the signal: a cancel sent before a reset's `ROLLBACK` can
+/// no longer arrive late and cancel a statement of the connection's next user.
+pub(crate) struct UntilEof(pub(crate) PlainStream);
+
+impl AsyncRead for UntilEof {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UntilEof {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(Pin::new(&mut this.0).poll_shutdown(cx))?;
+        let mut scratch = [0u8; 64];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match std::task::ready!(Pin::new(&mut this.0).poll_read(cx, &mut buf)) {
+                Ok(()) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Ok(()) => {}
+                // A reset connection is closed as well.
+                Err(_) => return Poll::Ready(Ok(())),
+            }
+        }
     }
 }
 
@@ -400,14 +447,45 @@ impl AsyncWrite for PlainStream {
 
 /// Spawns the task that drives the socket. Its handle is kept by [`crate::ClientWrapper`], which
 /// aborts it when the connection is closed; its error is logged, never dropped silently.
-fn spawn_connection<S, T>(mut connection: tokio_postgres::Connection<S, T>) -> JoinHandle<()>
+///
+/// When the stream is sniffed (`state`), each poll of the driver is bracketed by
+/// [`TxState::begin_poll`] / [`TxState::end_poll`] and the driver gets a waker that records its
+/// wake-ups, so that the pool can tell whether every request a holder queued has been written
+/// (see [`TxState`]).
+pub(crate) fn spawn_connection<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    state: Option<Arc<TxState>>,
+) -> JoinHandle<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        /// Marks the task ended however it ends (error, end of stream, abort).
+        struct Ended(Option<Arc<TxState>>);
+        impl Drop for Ended {
+            fn drop(&mut self) {
+                if let Some(state) = &self.0 {
+                    state.task_ended();
+                }
+            }
+        }
+        let _ended = Ended(state.clone());
+        let flagging = state.as_ref().map(TxState::flagging_waker);
         loop {
-            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            let polled = std::future::poll_fn(|cx| match (&state, &flagging) {
+                (Some(state), Some(flagging)) => {
+                    state.begin_poll(cx.waker());
+                    let r = connection.poll_message(&mut Context::from_waker(flagging));
+                    if r.is_pending() {
+                        state.end_poll();
+                    }
+                    r
+                }
+                _ => connection.poll_message(cx),
+            })
+            .await;
+            match polled {
                 Some(Ok(AsyncMessage::Notice(notice))) => tracing::debug!(
                     target: "pool_postgres",
                     severity = notice.severity(),

@@ -314,6 +314,36 @@ impl Manager {
         &self.config
     }
 
+    /// `ROLLBACK` on a connection whose last holder left a request unanswered: the statement
+    /// still running is cancelled first (a cancel request on a separate socket), and again every
+    /// 250 ms while one of the holder's requests is still ahead of the `ROLLBACK` (a cancel that
+    /// reached the server before the statement started is lost). The caller bounds the whole.
+    async fn rollback_cancelling(&self, conn: &ClientWrapper) -> Result<(), tokio_postgres::Error> {
+        let send_cancel = || {
+            let cancel = conn.cancel_query();
+            async move {
+                if let Err(error) = cancel.await {
+                    tracing::debug!(target: "pool_postgres", %error, "cancel request failed");
+                }
+            }
+        };
+        send_cancel().await;
+        let rollback = conn.raw().batch_execute("ROLLBACK");
+        tokio::pin!(rollback);
+        loop {
+            tokio::select! {
+                done = &mut rollback => return done,
+                () = tokio::time::sleep(Duration::from_millis(250)) => {
+                    // Ahead of the ROLLBACK (which counts itself once written): still the
+                    // holder's.
+                    if conn.sniffed().is_some_and(|s| s.outstanding() > 1) {
+                        send_cancel().await;
+                    }
+                }
+            }
+        }
+    }
+
     async fn run_init(&self, client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
         match &self.init {
             Some(hook) => hook(client).await,
@@ -389,8 +419,28 @@ impl pool_core::Manager for Manager {
     }
 
     async fn reset(&self, conn: &mut ClientWrapper) -> Result<(), tokio_postgres::Error> {
+        let mut cancel = false;
+        if self.reset_mode == ResetMode::Rollback {
+            if let Some(state) = conn.sniffed() {
+                // Check-in could not prove the session clean, often only because the connection
+                // task had not yet written what the last holder queued (or had not finished its
+                // poll). Let it catch up (no I/O), then look again.
+                state.settle().await;
+                if state.is_clean() {
+                    conn.set_clean();
+                    return Ok(());
+                }
+                // A request of the last holder is still unanswered: its statement may still run
+                // on the server, and a ROLLBACK would wait behind it.
+                cancel = state.outstanding() > 0;
+            }
+        }
         self.resets.fetch_add(1, Ordering::Relaxed);
-        conn.raw().batch_execute("ROLLBACK").await?;
+        if cancel {
+            self.rollback_cancelling(conn).await?;
+        } else {
+            conn.raw().batch_execute("ROLLBACK").await?;
+        }
         if self.reset_mode == ResetMode::DiscardAll {
             conn.raw().batch_execute("DISCARD ALL").await?;
             conn.clear_statement_cache();

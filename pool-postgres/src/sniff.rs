@@ -20,9 +20,12 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -32,28 +35,158 @@ pub(crate) const IDLE: u8 = b'I';
 const POISONED: u64 = 1 << 8;
 const OUTSTANDING_SHIFT: u32 = 16;
 
-/// What the sniffer knows, published as one word so that a reader always sees a consistent
-/// snapshot: bits 0–7 the last `ReadyForQuery` status (0 before the first one), bit 8 poisoned,
+/// The connection task is inside `Connection::poll_message`.
+const POLLING: u8 = 1;
+/// Something woke the connection task since its last poll began (a request queued on the
+/// driver's channel, the socket became ready).
+const WOKEN: u8 = 2;
+/// The last poll ended with the request channel found empty and everything taken from it
+/// flushed through the sniffer.
+const DRAINED: u8 = 4;
+
+/// What the sniffer knows, shared between the connection task and the pooled connection.
+///
+/// `word`: bits 0–7 the last `ReadyForQuery` status (0 before the first one), bit 8 poisoned,
 /// bits 16– the number of `ReadyForQuery` messages still to be read before the status is final
-/// (0 when only requests that cannot change it, such as closing a statement, are in flight).
+/// (0 when only requests that cannot change it, such as closing a statement, are in flight),
+/// published as one word so that a reader always sees a consistent snapshot.
+///
+/// `task`: whether every request the holder *queued* has been written, not only those written.
+/// tokio-postgres queues a request on an unbounded channel during the first poll of its future;
+/// the connection task writes it later. A future dropped in between leaves a request that the
+/// sniffer has not counted yet. The connection task (see `connect::spawn_connection`) polls the
+/// driver with a waker that sets [`WOKEN`] before waking the task, marks [`POLLING`] while it
+/// polls, and marks [`DRAINED`] when a poll ended `Pending` after a flush reached the sniffer:
+/// the driver only flushes after it found the channel empty, and its framed writer only
+/// flushes the stream once its buffer is written. A request queued after the channel was found
+/// empty wakes the registered waker, so [`WOKEN`] is set; one queued before is written (and
+/// counted) within that poll. So `task == DRAINED` proves the counts complete.
 #[derive(Debug, Default)]
-pub(crate) struct TxState(AtomicU64);
+pub(crate) struct TxState {
+    word: AtomicU64,
+    task: AtomicU8,
+    /// A flush reached the sniffer during the current poll.
+    flushed: AtomicBool,
+    /// A sniffer was put on the stream (not so for a TLS mode that fell back to plaintext).
+    attached: AtomicBool,
+    /// The connection task's own waker, to make it poll once more.
+    waker: Mutex<Option<Waker>>,
+    /// Notified when a poll ends drained, and when the connection task ends.
+    settled: Notify,
+    /// The connection task has ended.
+    ended: AtomicBool,
+}
 
 impl TxState {
-    /// Whether the connection is certainly outside any transaction with nothing in flight.
+    /// Whether a sniffer follows this connection's stream at all.
+    pub(crate) fn is_attached(&self) -> bool {
+        self.attached.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection is certainly outside any transaction with nothing in flight:
+    /// every request queued has been written and answered, and the last answer said idle.
     pub(crate) fn is_clean(&self) -> bool {
-        // Acquire pairs with the sniffer's Release store.
-        self.0.load(Ordering::Acquire) == u64::from(IDLE)
+        // Acquire pairs with the connection task's AcqRel updates of `task`, which follow the
+        // sniffer's Release stores of `word` in the same poll.
+        self.task.load(Ordering::Acquire) == DRAINED && self.is_idle_on_wire()
+    }
+
+    /// Whether everything written has been answered and the last answer said idle (requests
+    /// still queued on the driver's channel are not seen here: see [`TxState::is_clean`]).
+    fn is_idle_on_wire(&self) -> bool {
+        self.word.load(Ordering::Acquire) == u64::from(IDLE)
+    }
+
+    /// Waits until the connection task has drained the driver's channel since this call began,
+    /// waking it if needed, so that [`TxState::is_clean`] and [`TxState::outstanding`] count
+    /// every request queued before. No I/O: at most a trip through the scheduler. Returns at
+    /// once when the connection task has ended.
+    pub(crate) async fn settle(&self) {
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let task = self.task.load(Ordering::Acquire);
+            if task == DRAINED || self.ended.load(Ordering::Acquire) {
+                return;
+            }
+            if task & POLLING == 0 {
+                // Idle but not provably drained (woken, or its last flush did not complete):
+                // make it poll again.
+                if let Some(waker) = self.waker.lock().as_ref() {
+                    waker.wake_by_ref();
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The connection task begins a poll of the driver with `waker` as its own waker.
+    pub(crate) fn begin_poll(&self, waker: &Waker) {
+        {
+            let mut slot = self.waker.lock();
+            if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                *slot = Some(waker.clone());
+            }
+        }
+        self.flushed.store(false, Ordering::Relaxed);
+        self.task.swap(POLLING, Ordering::AcqRel);
+    }
+
+    /// The poll begun by [`TxState::begin_poll`] returned `Pending`.
+    pub(crate) fn end_poll(&self) {
+        let drained = if self.flushed.load(Ordering::Relaxed) {
+            DRAINED
+        } else {
+            0
+        };
+        // Keeps a WOKEN that arrived during the poll: the request behind it may be unwritten.
+        let before = self
+            .task
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some((t & WOKEN) | drained)
+            })
+            .unwrap_or_else(|t| t);
+        if drained != 0 && before & WOKEN == 0 {
+            self.settled.notify_waiters();
+        }
+    }
+
+    /// The connection task has ended: nothing will be written any more.
+    pub(crate) fn task_ended(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.settled.notify_waiters();
+    }
+
+    /// A waker for the driver that records each wake-up before passing it on to the task.
+    pub(crate) fn flagging_waker(self: &Arc<Self>) -> Waker {
+        Waker::from(Arc::new(FlagWaker(self.clone())))
     }
 
     /// The last transaction status byte seen (0 if none yet).
     pub(crate) fn status(&self) -> u8 {
-        self.0.load(Ordering::Acquire).to_le_bytes()[0]
+        self.word.load(Ordering::Acquire).to_le_bytes()[0]
     }
 
     /// `ReadyForQuery` messages still to be read before the status is final.
     pub(crate) fn outstanding(&self) -> u64 {
-        self.0.load(Ordering::Acquire) >> OUTSTANDING_SHIFT
+        self.word.load(Ordering::Acquire) >> OUTSTANDING_SHIFT
+    }
+}
+
+/// The waker the connection task gives the driver: see [`TxState`].
+struct FlagWaker(Arc<TxState>);
+
+impl Wake for FlagWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.task.fetch_or(WOKEN, Ordering::AcqRel);
+        if let Some(waker) = self.0.waker.lock().as_ref() {
+            waker.wake_by_ref();
+        }
     }
 }
 
@@ -238,7 +371,8 @@ impl<S> Sniffer<S> {
     pub(crate) fn new(inner: S, state: Arc<TxState>) -> Self {
         let tracker = Tracker::default();
         let published = tracker.word();
-        state.0.store(published, Ordering::Release);
+        state.word.store(published, Ordering::Release);
+        state.attached.store(true, Ordering::Release);
         Sniffer {
             inner,
             tracker,
@@ -251,7 +385,7 @@ impl<S> Sniffer<S> {
         let word = self.tracker.word();
         if word != self.published {
             self.published = word;
-            self.state.0.store(word, Ordering::Release);
+            self.state.word.store(word, Ordering::Release);
         }
     }
 }
@@ -318,7 +452,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffer<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = res {
+            this.state.flushed.store(true, Ordering::Relaxed);
+        }
+        res
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -2,6 +2,7 @@
 //! the outage and authentication tests, a throwaway server of their own.
 
 mod basic;
+mod cancelled;
 mod connect;
 mod dirty;
 mod failures;
