@@ -136,8 +136,23 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// A loopback port nobody listens on (bound, then released).
+/// A loopback port nobody listens on (bound, then released), for a throwaway server to listen
+/// on.
+///
+/// It is picked below Linux's ephemeral range (32768–60999 by default): a port the kernel hands
+/// out for `bind(0)` is also what it uses as the local port of outgoing connections, and the
+/// tests open many, so such a port can be taken between this check and the server's `bind`.
+/// Ports are tried from a per-process random start, each bound once to check it is free.
 pub fn free_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = u64::from(std::process::id()) * 7919 % 10_000;
+    for _ in 0..10_000 {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
+        let port = 20_000 + u16::try_from(offset).expect("below 10 000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind a free port")

@@ -51,8 +51,11 @@ where
         .build()
         .expect("a valid pool configuration");
 
-    let (ok, err) = hammer(&pool, &ping, Duration::from_millis(700)).await;
-    assert!(ok > 0 && err == 0, "server up: {ok} ok, {err} errors");
+    let (ok, err, first) = hammer(&pool, &ping, Duration::from_millis(700)).await;
+    assert!(
+        ok > 0 && err == 0,
+        "server up: {ok} ok, {err} errors, the first: {first:?}"
+    );
 
     // Stop it while the tasks are busy.
     let stopper = {
@@ -64,12 +67,12 @@ where
                 .expect("stopping the server panicked");
         })
     };
-    let (_, err) = hammer(&pool, &ping, Duration::from_millis(1500)).await;
+    let (_, err, _) = hammer(&pool, &ping, Duration::from_millis(1500)).await;
     stopper.await.expect("the stopper task panicked");
     assert!(err > 0, "the outage must be noticed");
 
     // While it is down every call fails, within its bound (checked inside `hammer`).
-    let (ok, err) = hammer(&pool, &ping, Duration::from_secs(2)).await;
+    let (ok, err, _) = hammer(&pool, &ping, Duration::from_secs(2)).await;
     assert_eq!(ok, 0, "no call can succeed while the server is down");
     assert!(err > 0);
     assert!(pool.status().size <= MAX_SIZE);
@@ -93,8 +96,11 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (ok, err) = hammer(&pool, &ping, Duration::from_millis(700)).await;
-    assert!(ok > 0 && err == 0, "after recovery: {ok} ok, {err} errors");
+    let (ok, err, first) = hammer(&pool, &ping, Duration::from_millis(700)).await;
+    assert!(
+        ok > 0 && err == 0,
+        "after recovery: {ok} ok, {err} errors, the first: {first:?}"
+    );
     assert!(pool.status().size <= MAX_SIZE);
 }
 
@@ -103,9 +109,9 @@ fn lock<S>(server: &Mutex<S>) -> MutexGuard<'_, S> {
     server.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs [`TASKS`] tasks calling `ping` in a loop for `run`, returning (ok, err) counts; panics if
-/// any call took longer than [`BOUND`].
-async fn hammer<M, P, F>(pool: &Pool<M>, ping: &P, run: Duration) -> (usize, usize)
+/// Runs [`TASKS`] tasks calling `ping` in a loop for `run`, returning the (ok, err) counts and
+/// the first error; panics if any call took longer than [`BOUND`].
+async fn hammer<M, P, F>(pool: &Pool<M>, ping: &P, run: Duration) -> (usize, usize, Option<String>)
 where
     M: Manager,
     P: Fn(Pool<M>) -> F + Clone + Send + 'static,
@@ -116,7 +122,7 @@ where
     for _ in 0..TASKS {
         let (pool, ping) = (pool.clone(), ping.clone());
         handles.push(tokio::spawn(async move {
-            let (mut ok, mut err) = (0, 0);
+            let (mut ok, mut err, mut first) = (0, 0, None);
             while Instant::now() < deadline {
                 let start = Instant::now();
                 let res = tokio::time::timeout(Duration::from_secs(30), ping(pool.clone()))
@@ -126,20 +132,22 @@ where
                 assert!(took < BOUND, "a call took {took:?} ({res:?})");
                 match res {
                     Ok(()) => ok += 1,
-                    Err(_) => {
+                    Err(e) => {
                         err += 1;
+                        first.get_or_insert(e);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
             }
-            (ok, err)
+            (ok, err, first)
         }));
     }
-    let mut total = (0, 0);
+    let mut total = (0, 0, None);
     for h in handles {
-        let (ok, err) = h.await.expect("task panicked");
+        let (ok, err, first) = h.await.expect("task panicked");
         total.0 += ok;
         total.1 += err;
+        total.2 = total.2.or(first);
     }
     total
 }

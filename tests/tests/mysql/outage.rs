@@ -24,7 +24,10 @@ async fn pool_survives_a_server_restart() {
         .unwrap();
     let manager = Manager::from_url(&server.url()).unwrap();
     survives_a_server_restart(server, manager, |pool| async move {
-        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| pool_core::Report::new(&e).to_string())?;
         conn.query_drop("SELECT 1").await.map_err(|e| e.to_string())
     })
     .await;

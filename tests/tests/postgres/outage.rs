@@ -21,7 +21,10 @@ async fn pool_survives_a_server_restart() {
     let server = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
     let manager = Manager::from_url(&server.url_with(PASSWORD, "postgres")).unwrap();
     survives_a_server_restart(server, manager, |pool| async move {
-        let client = pool.get().await.map_err(|e| e.to_string())?;
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| pool_core::Report::new(&e).to_string())?;
         client
             .simple_query("SELECT 1")
             .await
