@@ -178,7 +178,7 @@ impl<M: Manager> Shared<M> {
             }
         }
         if refill > 0 {
-            self.spawn_refill(refill, false);
+            self.spawn_refill::<Task>(refill);
         }
         decision
     }
@@ -189,15 +189,10 @@ impl<M: Manager> Shared<M> {
         decision: Acquire<M::Connection, M::Error>,
         now: Instant,
         start: Instant,
-        allow_create: bool,
         last_error: &mut Option<M::Error>,
     ) -> Result<Step<M>, PoolError<M::Error>> {
         match decision {
             Acquire::Got(idle, key) => Ok(Step::Check(idle, key, now)),
-            Acquire::Create if !allow_create => {
-                self.permit_unused();
-                Err(self.timeout(Phase::Wait, start, None))
-            }
             Acquire::Create => Ok(Step::Connect),
             Acquire::Wait(key, _) => Ok(Step::Wait(key, now)),
             Acquire::Full => {
@@ -235,14 +230,9 @@ impl<M: Manager> Shared<M> {
     pub(super) fn retake(
         &self,
         retake: Retake<M::Connection>,
-        allow_create: bool,
     ) -> Result<Step<M>, PoolError<M::Error>> {
         match retake {
             Retake::Got(idle, key) => Ok(Step::Check(idle, key, Instant::now())),
-            Retake::Create if !allow_create => {
-                self.permit_unused();
-                Ok(Step::Start)
-            }
             Retake::Create => Ok(Step::Connect),
             Retake::Restart => Ok(Step::Start),
             Retake::Closed => Err(PoolError::Closed),
@@ -256,12 +246,10 @@ impl<M: Manager> Shared<M> {
     /// connecting. `validate_timeout` and `connect_timeout` bound single operations inside it and
     /// never extend it. When it passes, the error names the phase that was running and keeps the
     /// last driver error seen.
-    pub(super) async fn acquire(
+    pub(super) async fn acquire<F: FrontEnd>(
         self: &Arc<Self>,
         holder: Holder,
         wait: Duration,
-        mode: Mode,
-        allow_create: bool,
         start: Instant,
         mut step: Step<M>,
     ) -> Result<Pooled<M>, PoolError<M::Error>> {
@@ -281,35 +269,33 @@ impl<M: Manager> Shared<M> {
                         };
                         return Err(self.timeout(phase, start, last_error));
                     }
-                    let waker = match mode {
-                        Mode::Async => Some(Waker::noop()),
-                        Mode::Blocking => None,
-                    };
+                    // A task's own poll stores its waker; a thread is unparked.
+                    let waker = F::TASK.then(Waker::noop);
                     let ask = Ask {
                         holder,
                         may_wait: !wait.is_zero(),
                         fail_fast: attempt == 0,
                     };
                     let d = self.begin(ask, now, waker, None, false, Count::No);
-                    self.decide(d, now, start, allow_create, &mut last_error)?
+                    self.decide(d, now, start, &mut last_error)?
                 }
                 Step::Wait(key, since) => {
-                    let (grant, woke) =
-                        match self.wait_grant(key, Some(since), deadline, mode).await {
-                            Some((g, woke)) => (Some(g), woke),
-                            None => {
-                                let now = Instant::now();
-                                self.state.lock().stats.wait_time += now - since;
-                                (None, now)
-                            }
-                        };
+                    let (grant, woke) = match F::wait_grant(self, key, Some(since), deadline).await
+                    {
+                        Some((g, woke)) => (Some(g), woke),
+                        None => {
+                            let now = Instant::now();
+                            self.state.lock().stats.wait_time += now - since;
+                            (None, now)
+                        }
+                    };
                     // Queued: the phase is `Wait` even after failed connects (their error is kept).
                     if grant.is_none() {
                         return Err(self.timeout(Phase::Wait, start, last_error));
                     }
                     self.granted(grant, woke, start, &mut last_error)?
                 }
-                check @ Step::Check(..) => match self.check_step(check, allow_create)? {
+                check @ Step::Check(..) => match self.check_step(check)? {
                     Ok(conn) => return Ok(conn),
                     Err(next) => next,
                 },
@@ -325,7 +311,7 @@ impl<M: Manager> Shared<M> {
                         return Err(self.timeout(phase, start, last_error));
                     }
                     let limit = Deadline::after(now, self.config.validate_timeout).min(deadline);
-                    match Box::pin(self.check_io(guard, kind, limit, mode)).await {
+                    match Box::pin(self.check_io::<F>(guard, kind, limit)).await {
                         Ok(conn) => return Ok(conn),
                         Err((retake, err)) => {
                             if err.is_some() {
@@ -335,7 +321,7 @@ impl<M: Manager> Shared<M> {
                                 self.abandon(retake);
                                 return Err(self.timeout(phase, start, last_error));
                             }
-                            self.retake(retake, allow_create)?
+                            self.retake(retake)?
                         }
                     }
                 }
@@ -350,7 +336,7 @@ impl<M: Manager> Shared<M> {
                     let limit = connect_budget
                         .get_or_insert(Deadline::after(now, self.config.connect_timeout))
                         .min(deadline);
-                    match Box::pin(self.connect(holder, limit, mode)).await {
+                    match Box::pin(F::connect(self, holder, limit)).await {
                         Ok(conn) => return Ok(conn),
                         Err(None) => return Err(PoolError::Closed),
                         Err(Some(ConnectFailure::TimedOut)) => {
@@ -366,10 +352,7 @@ impl<M: Manager> Shared<M> {
                                 return Err(PoolError::Backend(e));
                             }
                             last_error = Some(e);
-                            match mode {
-                                Mode::Async => Box::pin(tokio::time::sleep(delay)).await,
-                                Mode::Blocking => thread::sleep(delay),
-                            }
+                            F::sleep(delay).await;
                             Step::Start
                         }
                     }
@@ -443,45 +426,39 @@ impl<M: Manager> Shared<M> {
     pub(super) fn check_step(
         self: &Arc<Self>,
         step: Step<M>,
-        allow_create: bool,
     ) -> Result<Handed<M>, PoolError<M::Error>> {
         let Step::Check(idle, key, now) = step else {
             return Ok(Err(step));
         };
         Ok(match self.check_sync(idle, key, now) {
             Ok(conn) => Ok(conn),
-            Err(checked) => Err(self.after_check(checked, allow_create)?),
+            Err(checked) => Err(self.after_check(checked)?),
         })
     }
 
     /// The step after a connection did not pass the synchronous checks.
-    pub(super) fn after_check(
-        &self,
-        checked: Checked<M>,
-        allow_create: bool,
-    ) -> Result<Step<M>, PoolError<M::Error>> {
+    pub(super) fn after_check(&self, checked: Checked<M>) -> Result<Step<M>, PoolError<M::Error>> {
         match checked {
             Checked::Io(guard, kind) => Ok(Step::Io(guard, kind)),
-            Checked::Failed(r) => self.retake(r, allow_create),
+            Checked::Failed(r) => self.retake(r),
         }
     }
 
     /// Runs the I/O check due on `guard`: `reset` (when `kind` is `ResetFailed`) or `validate`,
     /// bounded by `limit`. A failure closes the connection and returns what the request holds
     /// then, with the driver's error (`None` when the check timed out).
-    pub(super) async fn check_io(
+    pub(super) async fn check_io<F: FrontEnd>(
         self: &Arc<Self>,
         mut guard: Pooled<M>,
         kind: CloseReason,
         limit: Deadline,
-        mode: Mode,
     ) -> Result<Pooled<M>, (Retake<M::Connection>, Option<M::Error>)> {
         let entry = guard.inner.as_mut().expect("fresh guard");
         let (conn, meta) = (&mut entry.conn, &entry.meta);
         let res = if kind == CloseReason::ResetFailed {
-            bounded(self.manager.reset(conn), limit, mode).await
+            F::bound(self.manager.reset(conn), limit).await
         } else {
-            bounded(self.manager.validate(conn, meta), limit, mode).await
+            F::bound(self.manager.validate(conn, meta), limit).await
         };
         match res {
             Some(Ok(())) => {

@@ -343,6 +343,6 @@ impl<M: BlockingManager> Pool<M> {
     /// As [`get`](Pool::get).
     #[track_caller]
     pub fn get_blocking_timeout(&self, wait: Duration) -> Result<Pooled<M>, PoolError<M::Error>> {
-        self.shared.get_blocking(Holder::here(), wait, true)
+        self.shared.get_blocking(Holder::here(), wait)
     }
 }

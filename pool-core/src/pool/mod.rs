@@ -44,7 +44,8 @@ mod threads;
 
 pub(crate) use acquire::Checked;
 pub use handle::Pool;
-pub(crate) use threads::block_on;
+pub(crate) use tasks::Task;
+pub(crate) use threads::{block_on, Thread};
 
 #[allow(clippy::wildcard_imports)]
 use acquire::*;
@@ -52,8 +53,6 @@ use acquire::*;
 use connect::*;
 #[allow(clippy::wildcard_imports)]
 use tasks::*;
-#[allow(clippy::wildcard_imports)]
-use threads::*;
 
 static NEXT_POOL_UID: AtomicU64 = AtomicU64::new(1);
 
@@ -100,25 +99,53 @@ pub(crate) struct Shared<M: Manager> {
     cells: Stashes<M::Connection, M::Error>,
 }
 
+/// A grant with the instant it was handed over.
+type GrantOf<M> = (
+    Grant<<M as Manager>::Connection, <M as Manager>::Error>,
+    Instant,
+);
+
 /// A queued request's cell, shared with its waiter node.
 type CellOf<M> = Arc<GrantCell<<M as Manager>::Connection, <M as Manager>::Error>>;
 
-/// Runs a manager future bounded by `limit`. On a thread the future is polled there, parking
-/// between polls until `limit`; a driver that blocks inside a poll cannot be cut short.
-async fn bounded<F: Future>(fut: F, limit: Deadline, mode: Mode) -> Option<F::Output> {
-    match mode {
-        Mode::Async => limit.bound(fut).await,
-        Mode::Blocking => block_on_until(fut, limit),
-    }
-}
+/// A front end: how one kind of caller (a tokio task, an OS thread) waits for a grant, bounds a
+/// manager future, sleeps between connect retries, connects and refills `min_idle`. The step
+/// machine (`acquire.rs`) is one, generic over it; `tasks.rs` ([`Task`]) and `threads.rs`
+/// ([`Thread`]) implement it.
+pub(crate) trait FrontEnd: Sized + 'static {
+    /// Whether the caller is a tokio task: its own poll stores its waker when it queues (a thread
+    /// is unparked instead).
+    const TASK: bool;
 
-/// Which front end drives an acquisition.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    /// A tokio task: waits are async, connects run in spawned tasks.
-    Async,
-    /// An OS thread: waits park the thread, manager futures are driven on it.
-    Blocking,
+    /// Waits for the grant of waiter `key` until `deadline`; `None` when the time ran out (the
+    /// waiter is then removed, anything granted to it meanwhile passed on). `since`: when the
+    /// request queued (its waiting time is counted), `None` for a connect.
+    fn wait_grant<M: Manager>(
+        shared: &Shared<M>,
+        key: usize,
+        since: Option<Instant>,
+        deadline: Deadline,
+    ) -> impl Future<Output = Option<GrantOf<M>>> + Send;
+
+    /// Runs a manager future until it completes or `limit` passes (`None` then).
+    fn bound<T: Future + Send>(
+        fut: T,
+        limit: Deadline,
+    ) -> impl Future<Output = Option<T::Output>> + Send;
+
+    /// Sleeps `d` (a backoff between connect attempts).
+    fn sleep(d: Duration) -> impl Future<Output = ()> + Send;
+
+    /// Opens a connection with the capacity this request holds, by `limit`. `Err(None)`: the
+    /// pool closed.
+    fn connect<M: Manager>(
+        shared: &Arc<Shared<M>>,
+        holder: Holder,
+        limit: Deadline,
+    ) -> impl Future<Output = Result<Pooled<M>, Option<ConnectFailure<M::Error>>>> + Send;
+
+    /// Starts background connects with reserved capacity (`min_idle` refill).
+    fn refill<M: Manager>(shared: &Arc<Shared<M>>, reservations: Vec<Reservation<M>>);
 }
 
 impl<M: Manager> Shared<M> {
@@ -160,57 +187,6 @@ impl<M: Manager> Shared<M> {
             phase,
             waited: start.elapsed(),
             last_error,
-        }
-    }
-
-    /// Waits for the grant of waiter `key` until `deadline`; `None` when the time ran out (the
-    /// waiter is then removed).
-    /// `since`: when the request queued (its waiting time is counted), `None` for a connect.
-    async fn wait_grant(
-        &self,
-        key: usize,
-        since: Option<Instant>,
-        deadline: Deadline,
-        mode: Mode,
-    ) -> Option<(Grant<M::Connection, M::Error>, Instant)> {
-        match mode {
-            Mode::Async => {
-                let wait = WaitGrant {
-                    shared: self,
-                    key,
-                    since,
-                    done: false,
-                };
-                deadline.bound(wait).await
-            }
-            Mode::Blocking => loop {
-                // A short turn comes soon: yield (watching the flag) before parking.
-                #[allow(clippy::reversed_empty_ranges)] // zero under loom
-                for _ in 0..sync::YIELDS_BEFORE_PARK {
-                    if ThreadWaker::take_flag() {
-                        break;
-                    }
-                    thread::yield_now();
-                }
-                let (grant, next) = self.state.lock().poll_waiter(key, since, |cur| match cur {
-                    Wake::Thread(_) => None,
-                    _ => Some(Wake::Thread(ThreadWaker::for_this_thread())),
-                });
-                self.after_unlock(next, None);
-                if grant.is_some() {
-                    return grant;
-                }
-                let now = Instant::now();
-                match deadline.remaining(now) {
-                    Some(left) if left.is_zero() => {
-                        // A grant may have arrived since the check: cancelling passes it on.
-                        self.cancel_waiter(key);
-                        return None;
-                    }
-                    Some(left) => sync::park_timeout(left),
-                    None => sync::park(),
-                }
-            },
         }
     }
 
@@ -260,11 +236,11 @@ impl<M: Manager> Shared<M> {
 
     /// One maintenance pass (reaper): close expired and idle connections, warn about leaks, refill
     /// `min_idle`.
-    pub(crate) fn maintain(self: &Arc<Self>, blocking: bool) {
+    pub(crate) fn maintain<F: FrontEnd>(self: &Arc<Self>) {
         let (closing, leaks, refill) = self.with_flushed(|st| st.reap(Instant::now()));
         // The reserved capacity goes into `Reservation`s first: a manager's `close` that panics
         // below must not leak it.
-        self.spawn_refill(refill, blocking);
+        self.spawn_refill::<F>(refill);
         self.close_all_conns(closing);
         for leak in leaks {
             tracing::warn!(

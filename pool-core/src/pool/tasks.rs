@@ -102,7 +102,7 @@ impl<M: Manager> Get<M> {
         let (decided, _span) = match shared.take_parked(self.holder, now) {
             // The per-thread fast path: the connection this thread parked, without the pool lock.
             Some(Ok(conn)) => return Poll::Ready(Ok(conn)),
-            Some(Err(checked)) => (shared.after_check(checked, true), None),
+            Some(Err(checked)) => (shared.after_check(checked), None),
             None => {
                 let span = tracing::debug_span!("pool.get", pool = %shared.config.name).entered();
                 let wait = self.wait;
@@ -117,7 +117,7 @@ impl<M: Manager> Get<M> {
                     // handed out without going through the step machine.
                     Acquire::Got(idle, key) => match shared.check_sync(idle, key, now) {
                         Ok(conn) => return Poll::Ready(Ok(conn)),
-                        Err(checked) => shared.after_check(checked, true),
+                        Err(checked) => shared.after_check(checked),
                     },
                     Acquire::Wait(key, Some(cell)) => {
                         // The waker is stored with the waiter: nothing more to do until woken.
@@ -128,7 +128,7 @@ impl<M: Manager> Get<M> {
                         };
                         return Poll::Pending;
                     }
-                    d => shared.decide(d, now, now, true, &mut None),
+                    d => shared.decide(d, now, now, &mut None),
                 };
                 (decided, Some(span))
             }
@@ -184,7 +184,7 @@ impl<M: Manager> Get<M> {
         start: Instant,
     ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
         let shared = &self.shared;
-        let step = match shared.check_step(step, true) {
+        let step = match shared.check_step(step) {
             Ok(Ok(conn)) => return Poll::Ready(Ok(conn)),
             Ok(Err(next)) => next,
             Err(e) => return Poll::Ready(Err(e)),
@@ -254,10 +254,7 @@ impl<M: Manager> Shared<M> {
         start: Instant,
         step: Step<M>,
     ) -> SlowGet<M> {
-        Box::pin(async move {
-            self.acquire(holder, wait, Mode::Async, true, start, step)
-                .await
-        })
+        Box::pin(async move { self.acquire::<Task>(holder, wait, start, step).await })
     }
 
     /// Expires queued async requests whose wait timeout passed. One task per pool while such
@@ -303,5 +300,74 @@ impl<M: Manager> Shared<M> {
     /// lock (the stash's lock is only ever taken inside the pool's, never around it).
     pub(super) fn keep_cell(&self, cell: CellOf<M>) {
         self.cells.put(self.slot_index(), cell);
+    }
+}
+
+/// The tokio-task front end: waits are async and bounded by tokio's timer, connects run in
+/// spawned tasks (so they survive the request's cancellation), refills are spawned tasks.
+#[derive(Debug)]
+pub(crate) struct Task;
+
+impl FrontEnd for Task {
+    const TASK: bool = true;
+
+    async fn wait_grant<M: Manager>(
+        shared: &Shared<M>,
+        key: usize,
+        since: Option<Instant>,
+        deadline: Deadline,
+    ) -> Option<GrantOf<M>> {
+        let wait = WaitGrant {
+            shared,
+            key,
+            since,
+            done: false,
+        };
+        deadline.bound(wait).await
+    }
+
+    async fn bound<T: Future + Send>(fut: T, limit: Deadline) -> Option<T::Output> {
+        limit.bound(fut).await
+    }
+
+    async fn sleep(d: Duration) {
+        Box::pin(tokio::time::sleep(d)).await;
+    }
+
+    async fn connect<M: Manager>(
+        shared: &Arc<Shared<M>>,
+        holder: Holder,
+        limit: Deadline,
+    ) -> Result<Pooled<M>, Option<ConnectFailure<M::Error>>> {
+        let reservation = Reservation {
+            shared: shared.clone(),
+            armed: true,
+        };
+
+        let (key, uid) = shared.state.lock().register(holder);
+        tokio::spawn(
+            shared
+                .clone()
+                .run_connect::<Task>(reservation, Some((key, uid))),
+        );
+        match Task::wait_grant(shared, key, None, limit)
+            .await
+            .map(|(g, _)| g)
+        {
+            Some(Grant::Conn { idle, key }) => Ok(Pooled::new(shared.clone(), key, idle, false)),
+            Some(Grant::Failed(f)) => Err(Some(f)),
+            Some(Grant::Closed) => Err(None),
+            Some(Grant::Permit | Grant::Expired) => {
+                unreachable!("permits and expiry go to queued waiters only")
+            }
+            None => Err(Some(ConnectFailure::TimedOut)),
+        }
+    }
+
+    fn refill<M: Manager>(_shared: &Arc<Shared<M>>, reservations: Vec<Reservation<M>>) {
+        for r in reservations {
+            let shared = r.shared.clone();
+            tokio::spawn(shared.run_connect::<Task>(r, None));
+        }
     }
 }
