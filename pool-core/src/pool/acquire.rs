@@ -130,8 +130,9 @@ impl<M: Manager> Shared<M> {
         // A request that will likely queue (the fast path is closed, and not for `min_idle`)
         // takes its grant cell before locking; one that queues unexpectedly takes it under the
         // lock. Either way from this thread's stash: no allocation in steady state.
-        let mut spare = (cell && self.config.min_idle == 0 && !self.fast.load(Ordering::Relaxed))
-            .then(|| self.take_cell());
+        let mut spare =
+            (cell && self.config.min_idle == 0 && !self.fast.open.load(Ordering::Relaxed))
+                .then(|| self.take_cell());
         let decision = {
             let mut st = self.lock_state(waker.is_some());
             if st.no_idle() {

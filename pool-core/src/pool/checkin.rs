@@ -29,7 +29,7 @@ impl<M: Manager> Shared<M> {
         meta.returned(now, self.check_window);
         let clean = discard.is_none() && !*dirty;
         if let Some(i) = lease {
-            if clean && self.fast.load(Ordering::Acquire) {
+            if clean && self.fast.open.load(Ordering::Acquire) {
                 match self.park(i, key, entry) {
                     None => return,
                     Some(back) => entry = back,

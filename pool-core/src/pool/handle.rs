@@ -89,8 +89,8 @@ impl<M: Manager> Pool<M> {
             queue_bypass: config.queue_bypass,
         };
         let check_window = limits.check_window;
-        let slots = crate::fast::slots();
-        let cells = Stashes::new(slots.len());
+        let fast = crate::fast::FastPath::new();
+        let cells = Stashes::new(fast.slots.len());
         let shared = Arc::new(Shared {
             check_window,
             manager,
@@ -100,11 +100,8 @@ impl<M: Manager> Pool<M> {
             handles: AtomicUsize::new(1),
             drained: tokio::sync::Notify::new(),
             sweep_notify: tokio::sync::Notify::new(),
-            slots,
+            fast,
             cells,
-            parked: sync::AtomicUsize::new(0),
-            fast: sync::AtomicBool::new(false),
-            fast_gets: AtomicU64::new(0),
             scope_slots: crate::scope::Spares::default(),
         });
         reaper::start(&shared);
@@ -192,7 +189,7 @@ impl<M: Manager> Pool<M> {
     /// Cumulative counters.
     pub fn metrics(&self) -> Metrics {
         let mut m = self.shared.state.lock().stats;
-        m.gets += self.shared.fast_gets.load(Ordering::Relaxed);
+        m.gets += self.shared.fast.gets.load(Ordering::Relaxed);
         m
     }
 

@@ -87,12 +87,8 @@ pub(crate) struct Shared<M: Manager> {
     drained: tokio::sync::Notify,
     /// Wakes the waiters' sweeper when a waiter with an earlier deadline queues.
     sweep_notify: tokio::sync::Notify,
-    /// The per-thread fast path (see `crate::fast`): the slots, how many connections are parked
-    /// in them, whether the fast path is open, and how many checkouts it served.
-    pub(crate) slots: Box<[crate::fast::Slot<M::Connection>]>,
-    pub(crate) parked: sync::AtomicUsize,
-    pub(crate) fast: sync::AtomicBool,
-    pub(crate) fast_gets: AtomicU64,
+    /// The per-thread fast path (see `crate::fast`).
+    pub(crate) fast: crate::fast::FastPath<M::Connection>,
     /// Task and thread scopes' slots for reuse (see `crate::scope`).
     pub(crate) scope_slots: crate::scope::Spares<M>,
     /// Spare grant cells, one stash per fast-path slot (see `crate::core::cell`).
@@ -203,7 +199,7 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn status(&self) -> Status {
         let st = self.state.lock();
         let mut s = st.status();
-        let parked = self.parked.load(Ordering::SeqCst);
+        let parked = self.fast.parked.load(Ordering::SeqCst);
         s.idle += parked;
         s.in_use = s.in_use.saturating_sub(parked);
         s
