@@ -3,12 +3,12 @@
 //!
 //! Each pool has a few slots, and each thread maps to one of them. A slot *owns* at most one
 //! connection, which stays registered as held in the core while the slot owns it: either
-//! *parked* in the slot (idle, counted by [`Shared::parked`]) or *lent* from it to a guard (the
+//! *parked* in the slot (idle, counted by [`FastPath::parked`]) or *lent* from it to a guard (the
 //! slot records who has it). A checkout takes the parked connection of its thread's slot, and the
 //! guard's drop parks it there again: two uncontended locks of a slot no other thread normally
 //! touches, instead of two round trips through the pool's lock and its lists.
 //!
-//! The fast path runs only while [`Shared::fast`] is raised: nobody waits, the pool is open and
+//! The fast path runs only while [`FastPath::open`] is raised: nobody waits, the pool is open and
 //! not over its size, and no `min_idle` is kept (see `State::fast_ok`). The flag is written under
 //! the pool lock only. Strict FIFO and "no idle connection while a request waits" hold because a
 //! request that is about to queue lowers the flag and then, if any connection is parked, moves
@@ -48,8 +48,31 @@ pub(crate) struct SlotCell<C> {
 #[repr(align(128))]
 pub(crate) struct Slot<C>(SlotMutex<SlotCell<C>>);
 
+/// The fast path's state, in one place: the slots, how many connections are parked in them,
+/// whether the fast path is open (written under the pool lock only), and how many checkouts it
+/// served.
+#[derive(Debug)]
+pub(crate) struct FastPath<C> {
+    pub(crate) slots: Box<[Slot<C>]>,
+    pub(crate) parked: crate::sync::AtomicUsize,
+    pub(crate) open: crate::sync::AtomicBool,
+    pub(crate) gets: std::sync::atomic::AtomicU64,
+}
+
+impl<C> FastPath<C> {
+    /// A closed fast path with empty slots.
+    pub(crate) fn new() -> Self {
+        FastPath {
+            slots: slots(),
+            parked: crate::sync::AtomicUsize::new(0),
+            open: crate::sync::AtomicBool::new(false),
+            gets: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
 /// The slots of a pool: a power of two, about four per CPU, at most 64.
-pub(crate) fn slots<C>() -> Box<[Slot<C>]> {
+fn slots<C>() -> Box<[Slot<C>]> {
     let cpus = std::thread::available_parallelism().map_or(4, std::num::NonZeroUsize::get);
     let n = (cpus * 4).next_power_of_two().clamp(4, 64);
     (0..n)
@@ -101,7 +124,7 @@ pub(crate) type Flushed<C> = Vec<(Option<Wake>, Option<Closing<C>>)>;
 impl<M: Manager> Shared<M> {
     /// This thread's slot in this pool.
     pub(crate) fn slot_index(&self) -> usize {
-        THREAD_NUMBER.with(|n| *n) & (self.slots.len() - 1)
+        THREAD_NUMBER.with(|n| *n) & (self.fast.slots.len() - 1)
     }
 
     /// The checkout fast path: the connection parked in this thread's slot, if the fast path is
@@ -114,18 +137,19 @@ impl<M: Manager> Shared<M> {
         holder: Holder,
         now: Instant,
     ) -> Option<Result<Pooled<M>, crate::pool::Checked<M>>> {
-        if !self.fast.load(Ordering::Acquire) || self.parked.load(Ordering::Relaxed) == 0 {
+        if !self.fast.open.load(Ordering::Acquire) || self.fast.parked.load(Ordering::Relaxed) == 0
+        {
             return None;
         }
         let i = self.slot_index();
         let (mut entry, key) = {
-            let mut cell = self.slots[i].0.try_lock()?;
+            let mut cell = self.fast.slots[i].0.try_lock()?;
             let entry = cell.parked.take()?;
             cell.lease = Some((holder, now));
             (entry, cell.owner.expect("a parked connection has an owner"))
         };
-        self.parked.fetch_sub(1, Ordering::Relaxed);
-        self.fast_gets.fetch_add(1, Ordering::Relaxed);
+        self.fast.parked.fetch_sub(1, Ordering::Relaxed);
+        self.fast.gets.fetch_add(1, Ordering::Relaxed);
         let Entry { conn, meta, .. } = &mut *entry;
         let clean = !meta.is_expired(now)
             && meta.check_at.is_none_or(|at| now < at)
@@ -146,7 +170,11 @@ impl<M: Manager> Shared<M> {
     /// The held keys the slots own (tests: a connection is owned by one slot at most).
     #[cfg(test)]
     pub(crate) fn slot_owners(&self) -> Vec<usize> {
-        self.slots.iter().filter_map(|s| s.0.lock().owner).collect()
+        self.fast
+            .slots
+            .iter()
+            .filter_map(|s| s.0.lock().owner)
+            .collect()
     }
 
     /// The check-in fast path for a guard lent from slot `i`: parks the (clean) connection there
@@ -158,34 +186,34 @@ impl<M: Manager> Shared<M> {
         entry: Idle<M::Connection>,
     ) -> Option<Idle<M::Connection>> {
         {
-            let mut cell = self.slots[i].0.lock();
+            let mut cell = self.fast.slots[i].0.lock();
             if cell.owner != Some(key) {
                 // The lease was handed back to the core meanwhile (a flush): the usual way.
                 return Some(entry);
             }
             cell.lease = None;
             cell.parked = Some(entry);
-            self.parked.fetch_add(1, Ordering::SeqCst);
+            self.fast.parked.fetch_add(1, Ordering::SeqCst);
         }
         crate::sync::handshake_fence();
-        if self.fast.load(Ordering::SeqCst) {
+        if self.fast.open.load(Ordering::SeqCst) {
             return None;
         }
         // A request is about to queue (or the pool changed) meanwhile: take the connection back
         // for the usual check-in, unless a flush or a checkout already took it.
-        let mut cell = self.slots[i].0.lock();
+        let mut cell = self.fast.slots[i].0.lock();
         if cell.owner != Some(key) {
             return None;
         }
         let entry = cell.parked.take()?;
-        self.parked.fetch_sub(1, Ordering::Relaxed);
+        self.fast.parked.fetch_sub(1, Ordering::Relaxed);
         Some(entry)
     }
 
     /// Under the pool lock: slot `i` gives up the connection held under `key`, if it still owns
     /// it (it is lent: the caller has it).
     pub(crate) fn end_lease(&self, _st: &mut State<M::Connection, M::Error>, i: usize, key: usize) {
-        let mut cell = self.slots[i].0.lock();
+        let mut cell = self.fast.slots[i].0.lock();
         if cell.owner == Some(key) {
             cell.owner = None;
             cell.lease = None;
@@ -201,12 +229,12 @@ impl<M: Manager> Shared<M> {
         key: usize,
         entry: Idle<M::Connection>,
     ) -> Option<(usize, Idle<M::Connection>)> {
-        let Some(mut cell) = self.slots[self.slot_index()].0.try_lock() else {
+        let Some(mut cell) = self.fast.slots[self.slot_index()].0.try_lock() else {
             return Some((key, entry));
         };
         let out = match cell.owner {
             None => {
-                self.parked.fetch_add(1, Ordering::SeqCst);
+                self.fast.parked.fetch_add(1, Ordering::SeqCst);
                 None
             }
             Some(old) => match cell.parked.take() {
@@ -219,7 +247,7 @@ impl<M: Manager> Shared<M> {
         cell.parked = Some(entry);
         cell.lease = None;
         drop(cell);
-        self.fast.store(true, Ordering::SeqCst);
+        self.fast.open.store(true, Ordering::SeqCst);
         out
     }
 
@@ -229,8 +257,8 @@ impl<M: Manager> Shared<M> {
     /// flag either reads that `false` or raised the parked count before it was written, which
     /// the caller's `SeqCst` load of the count then sees (the Dekker handshake above holds).
     pub(crate) fn set_fast(&self, ok: bool) {
-        if self.fast.load(Ordering::Relaxed) != ok {
-            self.fast.store(ok, Ordering::SeqCst);
+        if self.fast.open.load(Ordering::Relaxed) != ok {
+            self.fast.open.store(ok, Ordering::SeqCst);
         }
     }
 
@@ -243,7 +271,7 @@ impl<M: Manager> Shared<M> {
     ) -> Flushed<M::Connection> {
         self.set_fast(false);
         crate::sync::handshake_fence();
-        if self.parked.load(Ordering::SeqCst) == 0 {
+        if self.fast.parked.load(Ordering::SeqCst) == 0 {
             return Vec::new();
         }
         self.flush(st, now)
@@ -258,13 +286,13 @@ impl<M: Manager> Shared<M> {
         now: Instant,
     ) -> Flushed<M::Connection> {
         let mut out = Vec::new();
-        for slot in self.slots.iter() {
+        for slot in self.fast.slots.iter() {
             let mut cell = slot.0.lock();
             let Some(key) = cell.owner.take() else {
                 continue;
             };
             if let Some(entry) = cell.parked.take() {
-                self.parked.fetch_sub(1, Ordering::Relaxed);
+                self.fast.parked.fetch_sub(1, Ordering::Relaxed);
                 drop(cell);
                 let r = st.checkin(key, entry, None, now);
                 out.push((r.wake, r.closing));
@@ -284,7 +312,7 @@ impl<M: Manager> Shared<M> {
     ) -> R {
         let (r, flushed) = {
             let mut st = self.state.lock();
-            self.fast.store(false, Ordering::SeqCst);
+            self.fast.open.store(false, Ordering::SeqCst);
             let flushed = self.flush(&mut st, Instant::now());
             let r = then(&mut st);
             self.set_fast(st.fast_ok());

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::manager::Manager;
-use crate::pool::Shared;
+use crate::pool::{FrontEnd, Shared, Task, Thread};
 
 pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
     // Under loom no reaper runs (neither its thread nor its task is modelled): models call
@@ -32,7 +32,7 @@ pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
                         if shared.is_closed() {
                             break;
                         }
-                        maintain_caught(&shared, false);
+                        maintain_caught::<Task, _>(&shared);
                         shared.config.reap_interval
                     };
                     tokio::time::sleep(interval).await;
@@ -55,14 +55,14 @@ impl<M: Manager> Reap for Weak<Shared<M>> {
         if shared.is_closed() {
             return None;
         }
-        maintain_caught(&shared, true);
+        maintain_caught::<Thread, _>(&shared);
         Some(shared.config.reap_interval)
     }
 }
 
 /// One maintenance pass; a panic in it (a manager's `close`, a subscriber) is logged, not spread.
-fn maintain_caught<M: Manager>(shared: &Arc<Shared<M>>, blocking: bool) {
-    if catch_unwind(AssertUnwindSafe(|| shared.maintain(blocking))).is_err() {
+fn maintain_caught<F: FrontEnd, M: Manager>(shared: &Arc<Shared<M>>) {
+    if catch_unwind(AssertUnwindSafe(|| shared.maintain::<F>())).is_err() {
         tracing::error!(pool = %shared.config.name, "a maintenance pass panicked; the next one runs at the next interval");
     }
 }

@@ -235,3 +235,31 @@ fn loom_parked_connection_races_another_threads_checkout() {
         check_usable_then_drop(pool);
     });
 }
+
+/// Pool of 1 whose every checkout needs a `validate`: `try_get` (which never does I/O) puts the
+/// connection back unchecked while the holder's check-in and a queued `get_blocking` race it. The
+/// getter always gets the connection (checked on its thread); nothing is lost or handed out
+/// twice. (`try_get` may still get it when the check-in happened after `try_get` read the clock:
+/// idle time is measured from the request's start, so the connection counts as not idle.)
+#[test]
+fn loom_try_get_puts_back_a_connection_due_for_a_check() {
+    model(|| {
+        let (pool, _) = super::loom_support::pool_with(1, |b| {
+            b.validate_after_idle(Some(std::time::Duration::ZERO))
+        });
+        let held = get(&pool);
+        let b = {
+            let pool = pool.clone();
+            thread::spawn(move || drop(get(&pool)))
+        };
+        drop(held);
+        if let Ok(conn) = pool.try_get() {
+            assert_live(&pool, &conn);
+        }
+        b.join().unwrap();
+        let s = check_quiescent(&pool);
+        assert_eq!((s.size, s.idle), (1, 1), "{s:?}");
+        assert_one_connect(&pool);
+        check_usable_then_drop(pool);
+    });
+}

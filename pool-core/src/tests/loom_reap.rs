@@ -18,7 +18,7 @@ fn loom_reap_idle_races_checkout() {
             let pool = pool.clone();
             thread::spawn(move || drop(get(&pool)))
         };
-        pool.shared.maintain(true);
+        pool.shared.maintain::<crate::pool::Thread>();
         c.join().unwrap();
         check_quiescent(&pool);
         assert!(books.closes() >= 1, "the idle connection was not closed");
@@ -43,8 +43,8 @@ fn loom_reap_refill_races_checkout() {
                 drop(get(&pool));
             })
         };
-        pool.shared.maintain(true);
-        pool.shared.maintain(true);
+        pool.shared.maintain::<crate::pool::Thread>();
+        pool.shared.maintain::<crate::pool::Thread>();
         c.join().unwrap();
         check_quiescent(&pool);
         check_usable_then_drop(pool);

@@ -1,0 +1,258 @@
+//! Maintenance: reaping (lifetime, idle timeout, leaks, `min_idle`), closing, resizing,
+//! reclaiming held connections.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+impl<C, E> State<C, E> {
+    /// Closes every idle connection.
+    pub(crate) fn drain_idle(&mut self, reason: CloseReason) -> Vec<Closing<C>> {
+        let mut out = Vec::with_capacity(self.idle.len());
+        while let Some(idle) = self.idle.pop_back() {
+            self.size -= 1;
+            self.count_close(reason);
+            out.push((idle.conn, reason));
+        }
+        out
+    }
+
+    /// Reclaims connections held for at least `age`: their capacity is released now, and each is
+    /// closed when its holder lets go of it.
+    pub(crate) fn reclaim(&mut self, age: Duration, now: Instant) -> (usize, Vec<Wake>) {
+        let mut count = 0;
+        for (_, h) in self.held.iter_mut() {
+            if !h.reclaimed && now.saturating_duration_since(h.since) >= age {
+                h.reclaimed = true;
+                count += 1;
+            }
+        }
+        self.reclaimed += count;
+        self.stats.closed_leaked += count as u64;
+        let wakes = (0..count).filter_map(|_| self.release_capacity()).collect();
+        (count, wakes)
+    }
+
+    /// Shuts the pool: every waiter gets `Closed`, idle connections are closed.
+    pub(crate) fn close(&mut self) -> (Vec<Wake>, Vec<Closing<C>>) {
+        self.closed = true;
+        // Nobody will wait any more: the sweeper stops when it next looks.
+        self.sweep_at = None;
+        let mut wakes = Vec::new();
+        while let Some(wkey) = self.waiters.unlink_front() {
+            wakes.push(self.give(wkey, Grant::Closed));
+        }
+        (wakes, self.drain_idle(CloseReason::Closed))
+    }
+
+    /// Changes `max_size`: growing serves queued requests, shrinking closes idle connections now
+    /// and in-use ones as they come back.
+    pub(crate) fn resize(&mut self, max_size: usize) -> (Vec<Wake>, Vec<Closing<C>>) {
+        self.limits.max_size = max_size;
+        self.limits.min_idle = self.limits.min_idle.min(max_size);
+        let mut wakes = Vec::new();
+        while self.size < max_size {
+            let Some(wkey) = self.waiters.unlink_front() else {
+                break;
+            };
+            self.size += 1;
+            self.opening += 1;
+            wakes.push(self.give(wkey, Grant::Permit));
+        }
+        let mut closing = Vec::new();
+        while self.size > max_size {
+            let Some(idle) = self.idle.pop_back() else {
+                break;
+            };
+            self.size -= 1;
+            self.count_close(CloseReason::Resized);
+            closing.push((idle.conn, CloseReason::Resized));
+        }
+        (wakes, closing)
+    }
+
+    /// One reaper pass: closes idle connections past their lifetime or idle timeout (keeping
+    /// `min_idle`), reports leaks once each, and reserves capacity to refill `min_idle`.
+    /// Returns (connections to close, leaks to report, connects to start).
+    pub(crate) fn reap(&mut self, now: Instant) -> (Vec<Closing<C>>, Vec<Leak>, usize) {
+        let mut closing = Vec::new();
+        if self.closed {
+            return (closing, Vec::new(), 0);
+        }
+        for key in self.idle.keys() {
+            if self.idle.get(key).is_some_and(|i| i.meta.is_expired(now)) {
+                let idle = self.idle.remove(key);
+                self.size -= 1;
+                self.count_close(CloseReason::Stale);
+                closing.push((idle.conn, CloseReason::Stale));
+            }
+        }
+        if let Some(timeout) = self.limits.idle_timeout {
+            // Oldest-returned first; never below min_idle, so the minimum is not churned.
+            while self.idle.len() > self.limits.min_idle {
+                let Some(key) = self.idle.front_key() else {
+                    break;
+                };
+                let idle_for = now.saturating_duration_since(
+                    self.idle.get(key).expect("front key").meta.last_used,
+                );
+                if idle_for < timeout {
+                    break;
+                }
+                let idle = self.idle.remove(key);
+                self.size -= 1;
+                self.count_close(CloseReason::Idle);
+                closing.push((idle.conn, CloseReason::Idle));
+            }
+        }
+        let mut leaks = Vec::new();
+        if let Some(threshold) = self.limits.leak_threshold {
+            for (_, h) in self.held.iter_mut() {
+                let held_for = now.saturating_duration_since(h.since);
+                if !h.leak_warned && held_for >= threshold {
+                    h.leak_warned = true;
+                    leaks.push(Leak {
+                        conn_id: h.conn_id,
+                        held_for,
+                        holder: h.holder,
+                    });
+                }
+            }
+        }
+        (closing, leaks, self.reserve_min_idle(now))
+    }
+
+    /// Reserves capacity for the connects needed to bring idle connections up to `min_idle`.
+    pub(crate) fn reserve_min_idle(&mut self, now: Instant) -> usize {
+        if self.closed || self.breaker_open(now) {
+            return 0;
+        }
+        let have = self.idle.len() + self.opening;
+        let want = self
+            .limits
+            .min_idle
+            .saturating_sub(have)
+            .min(self.limits.max_size.saturating_sub(self.size));
+        self.size += want;
+        self.opening += want;
+        want
+    }
+
+    /// Who holds what.
+    pub(crate) fn held(&self, now: Instant) -> Vec<HeldConn> {
+        self.held
+            .iter()
+            .map(|(_, h)| HeldConn {
+                id: h.conn_id,
+                held_for: now.saturating_duration_since(h.since),
+                thread: h.holder.thread,
+                task: h.holder.task,
+                location: h.holder.location,
+                reclaimed: h.reclaimed,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn reap_closes_expired_and_idle_connections_keeping_min_idle() {
+        let t0 = Instant::now();
+        let mut st = St::new(Limits {
+            min_idle: 1,
+            idle_timeout: Some(ms(50)),
+            ..limits(4)
+        });
+        open_idle(&mut st, t0, 1, 3);
+        let (closing, leaks, refill) = st.reap(t0 + ms(49));
+        assert!(closing.is_empty() && leaks.is_empty());
+        assert_eq!(refill, 0);
+        let (closing, _, refill) = st.reap(t0 + ms(50));
+        assert_eq!(closing.len(), 2, "down to min_idle");
+        assert!(closing.iter().all(|(_, r)| *r == CloseReason::Idle));
+        assert_eq!(refill, 0);
+        assert_eq!(st.status().idle, 1);
+        st.check_invariants();
+    }
+
+    #[test]
+    fn reap_reserves_the_refill_for_min_idle_and_warns_of_a_leak_once() {
+        let t0 = Instant::now();
+        let mut st = St::new(Limits {
+            min_idle: 2,
+            leak_threshold: Some(ms(100)),
+            ..limits(4)
+        });
+        open_idle(&mut st, t0, 1, 1);
+        let _held = take(&mut st, t0);
+        let (_, leaks, refill) = st.reap(t0 + ms(100));
+        assert_eq!(refill, 2, "nothing idle: two connects to keep min_idle");
+        assert_eq!(leaks.len(), 1);
+        assert_eq!(leaks[0].held_for, ms(100));
+        let (_, leaks, refill) = st.reap(t0 + ms(200));
+        assert!(leaks.is_empty(), "warned once");
+        assert_eq!(refill, 0, "already opening");
+        assert_eq!(st.status().opening, 2);
+        st.check_invariants();
+    }
+
+    #[test]
+    fn reclaim_releases_capacity_of_connections_held_for_long() {
+        let t0 = Instant::now();
+        let mut st = St::new(limits(2));
+        open_idle(&mut st, t0, 1, 2);
+        let (old, old_conn) = take(&mut st, t0);
+        let (_young, _c) = take(&mut st, t0 + ms(50));
+        let (n, _) = st.reclaim(ms(60), t0 + ms(100));
+        assert_eq!(n, 1);
+        let s = st.status();
+        assert_eq!((s.size, s.in_use, s.reclaimed), (1, 1, 1));
+        // The reclaimed one is closed when its holder returns it.
+        let id = old_conn.conn;
+        let r = st.checkin(old, old_conn, None, t0 + ms(120));
+        assert!(matches!(r.closing, Some((c, CloseReason::Leaked)) if c == id));
+        st.check_invariants();
+    }
+
+    #[test]
+    fn resize_grants_permits_when_growing_and_reports_the_excess_when_shrinking() {
+        let t0 = Instant::now();
+        let mut st = St::new(limits(1));
+        open_idle(&mut st, t0, 1, 1);
+        let (_k, _c) = take(&mut st, t0);
+        let Acquire::Wait(w, _) = acquire(&mut st, t0, true) else {
+            panic!()
+        };
+        let (wakes, closing) = st.resize(2);
+        assert_eq!((wakes.len(), closing.len()), (1, 0));
+        let (g, _) = st.poll_waiter(w, None, |_| None);
+        assert!(matches!(g, Some((Grant::Permit, _))));
+        st.connected(2, t0, None);
+        let (_, closing) = st.resize(1);
+        assert_eq!(closing.len(), 1, "the idle one is closed now");
+        let s = st.status();
+        assert_eq!((s.max_size, s.size, s.excess), (1, 1, 0));
+        st.check_invariants();
+    }
+
+    #[test]
+    fn close_hands_every_waiter_closed_and_drains_idle() {
+        let t0 = Instant::now();
+        let mut st = St::new(limits(1));
+        assert!(matches!(acquire(&mut st, t0, false), Acquire::Create));
+        let Acquire::Wait(w, _) = acquire(&mut st, t0, true) else {
+            panic!()
+        };
+        let (wakes, closing) = st.close();
+        assert_eq!((wakes.len(), closing.len()), (1, 0));
+        let (g, _) = st.poll_waiter(w, None, |_| None);
+        assert!(matches!(g, Some((Grant::Closed, _))));
+        // The connect in flight comes back to a closed pool: closed at once.
+        let (_, closing) = st.connected(1, t0, None);
+        assert!(matches!(closing, Some((1, CloseReason::Closed))));
+        assert_eq!(st.status().size, 0);
+    }
+}
