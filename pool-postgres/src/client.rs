@@ -40,6 +40,8 @@ pub struct ClientWrapper {
     addr: Option<Addr>,
     /// PgBouncer-safe mode (`crate::bouncer`): `Some` when the manager's `pgbouncer` is on.
     pub(crate) bouncer: Option<crate::bouncer::Bouncer>,
+    /// The manager's generation when this connection was opened (see `Manager::is_broken`).
+    pub(crate) generation: u64,
 }
 
 impl ClientWrapper {
@@ -53,6 +55,7 @@ impl ClientWrapper {
             tx_state: connected.tx_state,
             addr: connected.addr,
             bouncer: None,
+            generation: 0,
         }
     }
 

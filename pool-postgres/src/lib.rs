@@ -13,6 +13,7 @@ mod connect;
 mod error;
 mod manager;
 mod role;
+mod session;
 mod sniff;
 
 pub use bouncer::{QueryRef, ToQuery};

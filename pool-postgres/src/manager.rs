@@ -16,6 +16,7 @@ use crate::client::ClientWrapper;
 use crate::connect::{Connect, PlainConnector, TlsConnector};
 use crate::error::ConfigError;
 use crate::role::{mismatch, server_role, split_target_role, TargetRole};
+use crate::sniff::{READ_ONLY_ERROR, SERVER_GONE, SESSION_CHANGED};
 
 /// The future an [`InitHook`] returns.
 pub type InitFuture<'a> =
@@ -41,9 +42,22 @@ pub type InitHook = Arc<dyn for<'a> Fn(&'a tokio_postgres::Client) -> InitFuture
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResetMode {
-    /// `ROLLBACK` when a transaction may be open (a no-op warning, logged at `debug`, when none
-    /// is). Session settings (`SET`), temporary tables, prepared statements survive. Default.
+    /// Cleans exactly what the holder may have left behind, as the sniffer saw it (without a
+    /// sniffer, e.g. through a TLS connector that fell back to plaintext: like `DiscardAll`).
+    /// Default.
+    ///
+    /// - a transaction open or failed, or a request unanswered: `ROLLBACK` (a statement still
+    ///   running is cancelled first);
+    /// - session state that may have changed (the SQL text the holder sent, or a setting the
+    ///   server reported changed; see the crate documentation for the list): `DISCARD ALL`,
+    ///   then the statement cache and the driver's type cache are emptied and the init hook
+    ///   runs again;
+    /// - neither: nothing, no round trip.
     #[default]
+    Auto,
+    /// Transactions only: `ROLLBACK` when a transaction may be open or a request is unanswered.
+    /// Session settings (`SET`), roles, temporary tables, advisory locks, `LISTEN`s and prepared
+    /// statements survive for the next user: for applications that rely on that.
     Rollback,
     /// `ROLLBACK`, then `DISCARD ALL`: also drops session settings made with `SET`, temporary
     /// tables, advisory locks, `LISTEN`s and prepared statements (the statement cache is emptied
@@ -79,6 +93,8 @@ pub struct Manager {
     resets: AtomicU64,
     role: TargetRole,
     max_lag: Option<Duration>,
+    /// Connections opened before this generation are retired (see `is_broken`).
+    generation: AtomicU64,
     /// PgBouncer-safe mode ([`Manager::pgbouncer`]): the parameter types learned per SQL text.
     bouncer: Option<Arc<crate::bouncer::Shared>>,
 }
@@ -101,6 +117,7 @@ impl Manager {
         Manager {
             role: TargetRole::of(&config),
             max_lag: None,
+            generation: AtomicU64::new(0),
             config,
             connector,
             init: None,
@@ -385,6 +402,7 @@ impl pool_core::Manager for Manager {
                 Err(e) => return Err(e),
             };
             let mut conn = ClientWrapper::new(connected, self.cache_capacity);
+            conn.generation = self.generation.load(Ordering::Acquire);
             if let Some(shared) = &self.bouncer {
                 conn.bouncer = Some(crate::bouncer::Bouncer::new(
                     Arc::clone(shared),
@@ -396,55 +414,89 @@ impl pool_core::Manager for Manager {
             }
             // If the hook fails, dropping `conn` aborts the connection task.
             self.run_init(conn.raw()).await?;
+            if let Some(state) = conn.sniffed() {
+                // What the init hook set is the session's starting point.
+                state.clear_flags(SESSION_CHANGED);
+            }
             Ok(conn)
         }
     }
 
     fn is_broken(&self, conn: &mut ClientWrapper, _meta: &ConnMeta) -> bool {
-        conn.raw().is_closed()
+        if conn.raw().is_closed() || conn.generation < self.generation.load(Ordering::Acquire) {
+            return true;
+        }
+        let flags = conn.sniffed().map_or(0, |s| s.flags());
+        let wrong_role = flags & SERVER_GONE != 0
+            || (self.role == TargetRole::ReadWrite && flags & READ_ONLY_ERROR != 0);
+        if wrong_role {
+            // The server is going away or is no longer the primary: the other connections to
+            // it are no better. Retire every connection opened so far, so the next gets
+            // connect anew and `target_session_attrs` finds the right server.
+            let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            tracing::info!(
+                target: "pool_postgres",
+                generation,
+                server_gone = flags & SERVER_GONE != 0,
+                "the server is in the wrong role or going away: retiring its connections"
+            );
+        }
+        wrong_role
     }
 
     fn needs_reset(&self, conn: &mut ClientWrapper) -> bool {
-        match self.reset_mode {
-            ResetMode::Off => false,
-            // `SET`, temporary tables, … are invisible on the wire: any use counts.
-            ResetMode::DiscardAll => conn.was_used(),
-            // Tracked: dirty exactly when not idle or a request is unanswered. The touched flag
-            // is not needed (an untouched client sent nothing), except without tracking (TLS).
-            ResetMode::Rollback => match conn.is_idle() {
-                Some(idle) => !idle,
-                None => conn.was_used(),
-            },
+        let sniffed = conn.sniffed().map(|s| (s.is_clean(), s.flags()));
+        match (self.reset_mode, sniffed) {
+            (ResetMode::Off, _) => false,
+            (ResetMode::DiscardAll, _) | (_, None) => conn.was_used(),
+            // Dirty when a request may be unwritten or unanswered, or the session is not idle
+            // (the touched flag is not needed: an untouched client sent nothing).
+            (ResetMode::Rollback, Some((clean, _))) => !clean,
+            (_, Some((clean, flags))) => !clean || flags & SESSION_CHANGED != 0,
         }
     }
 
     async fn reset(&self, conn: &mut ClientWrapper) -> Result<(), tokio_postgres::Error> {
-        let mut cancel = false;
-        if self.reset_mode == ResetMode::Rollback {
-            if let Some(state) = conn.sniffed() {
+        // What to do: (cancel a running statement, roll back, discard session state).
+        let plan = match (self.reset_mode, conn.sniffed()) {
+            (ResetMode::Auto | ResetMode::Rollback, Some(state)) => {
                 // Check-in could not prove the session clean, often only because the connection
                 // task had not yet written what the last holder queued (or had not finished its
                 // poll). Let it catch up (no I/O), then look again.
                 state.settle().await;
-                if state.is_clean() {
-                    conn.set_clean();
-                    return Ok(());
-                }
-                // A request of the last holder is still unanswered: its statement may still run
+                let session =
+                    self.reset_mode == ResetMode::Auto && state.flags() & SESSION_CHANGED != 0;
+                // A request of the last holder still unanswered: its statement may still run
                 // on the server, and a ROLLBACK would wait behind it.
-                cancel = state.outstanding() > 0;
+                (state.outstanding() > 0, !state.is_clean(), session)
             }
+            (ResetMode::Rollback, None) => (false, true, false),
+            _ => (false, true, true),
+        };
+        let (cancel, rollback, discard) = plan;
+        // Behind PgBouncer a session command reaches whichever server the next statement
+        // lands on: there is no session of ours to discard.
+        let discard = discard && self.bouncer.is_none();
+        if !rollback && !discard {
+            conn.set_clean();
+            return Ok(());
         }
         self.resets.fetch_add(1, Ordering::Relaxed);
         if cancel {
             self.rollback_cancelling(conn).await?;
-        } else {
+        } else if rollback {
             conn.raw().batch_execute("ROLLBACK").await?;
         }
-        if self.reset_mode == ResetMode::DiscardAll {
+        if discard {
             conn.raw().batch_execute("DISCARD ALL").await?;
             conn.clear_statement_cache();
+            // DISCARD ALL deallocated the driver's cached type-lookup statements too.
+            conn.raw().clear_type_cache();
             self.run_init(conn.raw()).await?;
+        }
+        if let Some(state) = conn.sniffed() {
+            // The init hook's own settings are the session's starting point.
+            state.clear_flags(SESSION_CHANGED);
         }
         conn.set_clean();
         Ok(())

@@ -75,7 +75,20 @@ pub(crate) struct TxState {
     settled: Notify,
     /// The connection task has ended.
     ended: AtomicBool,
+    /// [`SESSION_CHANGED`], [`SERVER_GONE`], [`READ_ONLY_ERROR`], accumulated by the sniffer.
+    flags: AtomicU8,
 }
+
+/// The holder may have changed session state (`SET`, `SET ROLE`, temporary tables, advisory
+/// locks, `LISTEN`, SQL `PREPARE`, cursors, …): seen in the SQL text it sent, or a
+/// `ParameterStatus` after the session started.
+pub(crate) const SESSION_CHANGED: u8 = 1;
+/// The server said it is going away or cannot serve this session (SQLSTATE class `08`,
+/// `57P01` admin shutdown, `57P02` crash shutdown, `57P03` cannot connect now).
+pub(crate) const SERVER_GONE: u8 = 2;
+/// A statement failed because the session is read-only (`25006`): on a pool meant for writes,
+/// the server is no longer (or not) the primary.
+pub(crate) const READ_ONLY_ERROR: u8 = 4;
 
 impl TxState {
     /// Whether a sniffer follows this connection's stream at all.
@@ -163,6 +176,16 @@ impl TxState {
         Waker::from(Arc::new(FlagWaker(self.clone())))
     }
 
+    /// What the sniffer has flagged since the flags were last cleared.
+    pub(crate) fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Acquire)
+    }
+
+    /// Clears `flags` (after the session was reset, or right after connecting).
+    pub(crate) fn clear_flags(&self, flags: u8) {
+        self.flags.fetch_and(!flags, Ordering::AcqRel);
+    }
+
     /// The last transaction status byte seen (0 if none yet).
     pub(crate) fn status(&self) -> u8 {
         self.word.load(Ordering::Acquire).to_le_bytes()[0]
@@ -198,7 +221,39 @@ pub(crate) struct BackendFramer {
     remaining: u32,
     /// The next payload byte is the status of a `ReadyForQuery`.
     want_status: bool,
+    /// The payload of the current message is kept (`ErrorResponse`, `ParameterStatus`).
+    capture: Capture,
 }
+
+/// A message payload being kept, up to a bound (the rest is skipped and noted).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Capture {
+    on: bool,
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+impl Capture {
+    fn start(&mut self) {
+        self.on = true;
+        self.bytes.clear();
+        self.truncated = false;
+    }
+
+    fn push(&mut self, data: &[u8], limit: usize) {
+        if self.on {
+            let room = limit.saturating_sub(self.bytes.len());
+            self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+            self.truncated |= data.len() > room;
+        }
+    }
+}
+
+/// The most of an `ErrorResponse` kept (its code comes first or nearly).
+const ERROR_CAPTURE: usize = 1024;
+/// The most SQL text of one `Query` or `Parse` scanned; longer text counts as changing the
+/// session (the safe side).
+const SQL_CAPTURE: usize = 16 * 1024;
 
 /// Framing state of the frontend → backend direction.
 #[derive(Debug, Clone)]
@@ -208,6 +263,8 @@ pub(crate) struct FrontendFramer {
     remaining: u32,
     /// The startup packet (no type byte) has not been fully seen yet.
     startup: bool,
+    /// The SQL text of the current `Query` or `Parse` is kept.
+    capture: Capture,
 }
 
 impl Default for FrontendFramer {
@@ -217,6 +274,7 @@ impl Default for FrontendFramer {
             have: 0,
             remaining: 0,
             startup: true,
+            capture: Capture::default(),
         }
     }
 }
@@ -238,6 +296,8 @@ pub(crate) struct Tracker {
     seen: u64,
     status: u8,
     poisoned: bool,
+    /// Flags found since the sniffer last published them (see [`TxState::flags`]).
+    events: u8,
 }
 
 impl Tracker {
@@ -256,8 +316,14 @@ impl Tracker {
                     let skip = f
                         .remaining
                         .min(u32::try_from(data.len()).unwrap_or(u32::MAX));
+                    f.capture.push(&data[..skip as usize], ERROR_CAPTURE);
                     f.remaining -= skip;
                     data = &data[skip as usize..];
+                    if f.remaining == 0 && f.capture.on {
+                        f.capture.on = false;
+                        let kind = f.header[0];
+                        self.events |= backend_event(kind, &f.capture.bytes, self.seen);
+                    }
                 }
                 continue;
             }
@@ -275,12 +341,17 @@ impl Tracker {
                 break;
             }
             f.remaining = len - 4;
-            if f.header[0] == b'Z' {
-                if len == 5 {
-                    f.want_status = true;
-                } else {
-                    self.poisoned = true;
+            match f.header[0] {
+                b'Z' if len == 5 => f.want_status = true,
+                b'Z' => self.poisoned = true,
+                kind @ (b'E' | b'S') => {
+                    f.capture.start();
+                    if f.remaining == 0 {
+                        f.capture.on = false;
+                        self.events |= backend_event(kind, &[], self.seen);
+                    }
                 }
+                _ => {}
             }
         }
     }
@@ -293,8 +364,17 @@ impl Tracker {
                 let skip = f
                     .remaining
                     .min(u32::try_from(data.len()).unwrap_or(u32::MAX));
+                f.capture.push(&data[..skip as usize], SQL_CAPTURE);
                 f.remaining -= skip;
                 data = &data[skip as usize..];
+                if f.remaining == 0 && f.capture.on {
+                    f.capture.on = false;
+                    if f.capture.truncated
+                        || frontend_changes_session(f.header[0], &f.capture.bytes)
+                    {
+                        self.events |= SESSION_CHANGED;
+                    }
+                }
                 continue;
             }
             // The startup packet has a 4-byte header (its length; kept in `header[1..]`), the
@@ -344,6 +424,9 @@ impl Tracker {
                     b'P' | b'D' | b'C' | b'H' => {}
                     _ => self.batch_matters = true,
                 }
+                if matches!(f.header[0], b'Q' | b'P') {
+                    f.capture.start();
+                }
             }
         }
     }
@@ -355,6 +438,51 @@ impl Tracker {
         }
         (self.must_see.saturating_sub(self.seen) << OUTSTANDING_SHIFT) | u64::from(self.status)
     }
+}
+
+/// What a complete backend message of type `kind` with `payload` says about the session, once
+/// `seen` `ReadyForQuery` messages have been read (the first ends the startup).
+fn backend_event(kind: u8, payload: &[u8], seen: u64) -> u8 {
+    match kind {
+        // A reported setting changed after the startup: the holder changed session state.
+        b'S' if seen > 0 => SESSION_CHANGED,
+        b'E' => match error_code(payload) {
+            Some(code) if code.starts_with(b"08") || code.starts_with(b"57P0") => SERVER_GONE,
+            Some(b"25006") => READ_ONLY_ERROR,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// The SQLSTATE (`C` field) of an `ErrorResponse` payload.
+fn error_code(payload: &[u8]) -> Option<&[u8]> {
+    let mut rest = payload;
+    while let Some((&field, tail)) = rest.split_first() {
+        if field == 0 {
+            return None;
+        }
+        let end = tail.iter().position(|&b| b == 0)?;
+        if field == b'C' {
+            return Some(&tail[..end]);
+        }
+        rest = &tail[end + 1..];
+    }
+    None
+}
+
+/// Whether the SQL text of a `Query` (`'Q'`: the text) or `Parse` (`'P'`: a statement name,
+/// then the text) may change session state that outlives the transaction.
+fn frontend_changes_session(kind: u8, payload: &[u8]) -> bool {
+    let sql = match kind {
+        b'P' => match payload.iter().position(|&b| b == 0) {
+            Some(name_end) => &payload[name_end + 1..],
+            None => return true,
+        },
+        _ => payload,
+    };
+    let sql = sql.split(|&b| b == 0).next().unwrap_or_default();
+    crate::session::changes_session(sql)
 }
 
 /// An `AsyncRead + AsyncWrite` stream that publishes the transaction status of the PostgreSQL
@@ -382,6 +510,10 @@ impl<S> Sniffer<S> {
     }
 
     fn publish(&mut self) {
+        let events = std::mem::take(&mut self.tracker.events);
+        if events != 0 {
+            self.state.flags.fetch_or(events, Ordering::AcqRel);
+        }
         let word = self.tracker.word();
         if word != self.published {
             self.published = word;

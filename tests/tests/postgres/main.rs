@@ -11,4 +11,5 @@ mod pgbouncer;
 mod replica;
 mod secrets;
 mod server;
+mod session;
 mod util;
