@@ -392,3 +392,158 @@ async fn primary_standby_and_prefer_standby_pick_the_right_server_and_lag_is_bou
     assert!(!in_recovery(&pool(&both(&cluster, "prefer-standby"), 1)).await);
     cluster.stop_primary();
 }
+
+/// What the load of [`failover_under_load`] saw.
+#[derive(Default)]
+struct Tally {
+    /// Ids whose INSERT was acknowledged, with when.
+    acked: Vec<(i64, std::time::Instant)>,
+    write_errors: u64,
+    reads: u64,
+    read_errors: u64,
+    /// The longest any call took.
+    slowest: Duration,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_under_load_a_demoted_primary_is_left_and_writes_resume_on_the_promoted_replica() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let mut cluster = Cluster::start().await;
+    const WAIT: Duration = Duration::from_secs(2);
+    let writer = Pool::builder(Manager::from_url(&both(&cluster, "primary")).unwrap())
+        .max_size(8)
+        .wait_timeout(WAIT)
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let reader = Pool::builder(Manager::from_url(&cluster.replica_url()).unwrap())
+        .max_size(8)
+        .wait_timeout(WAIT)
+        .build()
+        .unwrap();
+    let rw = ReadWrite::new(writer, vec![reader]).replica_wait(Duration::from_millis(500));
+    rw.get()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE ledger (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+        .await
+        .unwrap();
+
+    let next_id = Arc::new(AtomicI64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut tasks = Vec::new();
+    for task in 0..64 {
+        let (rw, next_id, stop, tally) = (rw.clone(), next_id.clone(), stop.clone(), tally.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 10_000 {
+                n += 1;
+                let started = Instant::now();
+                if task % 4 == 0 {
+                    let ok = match rw.get_read().await {
+                        Ok((conn, _)) => conn
+                            .query_one("SELECT count(*) FROM ledger", &[])
+                            .await
+                            .is_ok(),
+                        Err(_) => false,
+                    };
+                    let mut t = tally.lock().unwrap();
+                    t.reads += 1;
+                    t.read_errors += u64::from(!ok);
+                    t.slowest = t.slowest.max(started.elapsed());
+                } else {
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    let ok = match rw.get().await {
+                        Ok(conn) => conn
+                            .execute("INSERT INTO ledger (id) VALUES ($1)", &[&id])
+                            .await
+                            .is_ok(),
+                        Err(_) => false,
+                    };
+                    let mut t = tally.lock().unwrap();
+                    if ok {
+                        t.acked.push((id, Instant::now()));
+                    } else {
+                        t.write_errors += 1;
+                    }
+                    t.slowest = t.slowest.max(started.elapsed());
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Demote the primary (its sessions turn read-only), then promote the replica.
+    let old = crate::util::admin(&cluster.primary_url()).await;
+    old.batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        .await
+        .unwrap();
+    old.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    let demoted_at = Instant::now();
+    let new = crate::util::admin(&cluster.replica_url()).await;
+    let promoted: bool = new
+        .query_one("SELECT pg_promote(true, 30)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(promoted, "pg_promote");
+    let promoted_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let t = std::mem::take(&mut *tally.lock().unwrap());
+    let first_after = t
+        .acked
+        .iter()
+        .filter(|(_, at)| *at > promoted_at)
+        .map(|(_, at)| at.duration_since(promoted_at))
+        .min()
+        .expect("writes succeed again after the promotion");
+    let acked_after_demotion = t.acked.iter().filter(|(_, at)| *at > demoted_at).count();
+    eprintln!(
+        "failover: {} writes acknowledged ({} after the demotion), {} write errors; {} reads, \
+         {} read errors; writes resumed {:?} after the promotion (promotion took {:?}); slowest call {:?}",
+        t.acked.len(),
+        acked_after_demotion,
+        t.write_errors,
+        t.reads,
+        t.read_errors,
+        first_after,
+        promoted_at.duration_since(demoted_at),
+        t.slowest
+    );
+    assert!(
+        first_after <= Duration::from_secs(2),
+        "writes resume within 2 s of the promotion: {first_after:?}"
+    );
+    assert!(
+        t.slowest <= WAIT + Duration::from_secs(1),
+        "every call is bounded by its deadline: {:?}",
+        t.slowest
+    );
+    assert_eq!(
+        t.read_errors, 0,
+        "reads keep being served through the switch"
+    );
+    // Every acknowledged write is on the new primary (synchronous replication, remote_apply).
+    let ids: Vec<i64> = t.acked.iter().map(|(id, _)| *id).collect();
+    let found: i64 = new
+        .query_one("SELECT count(*) FROM ledger WHERE id = ANY($1)", &[&ids])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        found,
+        i64::try_from(ids.len()).unwrap(),
+        "no acknowledged write lost"
+    );
+    cluster.stop_primary();
+    cluster.stop_replica();
+}
