@@ -36,6 +36,11 @@ pub(crate) type ConnectFuture =
 /// Hides the `MakeTlsConnect` bounds so that [`crate::Manager`] needs no type parameter.
 pub(crate) trait Connect: Send + Sync + 'static {
     fn connect(&self, config: &Config) -> ConnectFuture;
+
+    /// Whether this connector can do TLS.
+    fn tls(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) struct TlsConnector<T>(pub(crate) T);
@@ -47,6 +52,10 @@ where
     T::TlsConnect: Send,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
+    fn tls(&self) -> bool {
+        true
+    }
+
     fn connect(&self, config: &Config) -> ConnectFuture {
         let config = config.clone();
         let tls = self.0.clone();

@@ -516,16 +516,35 @@ impl pool_core::Manager for Manager {
     }
 
     fn is_retryable(&self, err: &tokio_postgres::Error) -> bool {
-        if let Some(code) = err.code() {
-            // Class 28 (invalid authorization: wrong password, unknown role, pg_hba rejection)
-            // and an unknown database are final.
-            return !(code.code().starts_with("28") || *code == SqlState::INVALID_CATALOG_NAME);
+        if let Some(db) = err.as_db_error() {
+            let code = db.code();
+            // A server refusing a session says why. Transient: the connection broke (class
+            // 08), too many connections or out of resources (53), the server is starting or
+            // shutting down (57), an OS-level error (58), an internal error (XX). Everything
+            // else answers what the startup packet asked for, and retrying sends the same
+            // again: authorization (28: wrong password, unknown role, pg_hba), an unknown
+            // database (3D000), an unknown setting in `options` (42704), a startup parameter
+            // PgBouncer refuses (08P01 "unsupported startup parameter").
+            if *code == SqlState::PROTOCOL_VIOLATION {
+                return !db.message().contains("startup parameter");
+            }
+            let class = &code.code()[..2];
+            return matches!(class, "08" | "53" | "57" | "58" | "XX");
         }
-        // tokio-postgres keeps its error kind private; client-side authentication errors (e.g.
-        // "password missing") and invalid configurations are final, I/O and timeouts are not.
+        if err.code().is_some() {
+            return true;
+        }
+        // tokio-postgres keeps its error kind private. Final: client-side authentication errors
+        // ("password missing"), invalid configurations, a TLS handshake that this manager
+        // cannot do (`sslmode=require` without a TLS connector), and no host of the right role
+        // (`target_session_attrs`: the pool fails fast and the next request looks again).
+        // I/O errors and timeouts are not.
         let message = err.to_string();
+        let wrong_role = has_io_kind(err, std::io::ErrorKind::PermissionDenied);
         !(message.starts_with("authentication error")
-            || message.starts_with("invalid configuration"))
+            || message.starts_with("invalid configuration")
+            || (message.starts_with("error performing TLS handshake") && !self.connector.tls())
+            || wrong_role)
     }
 
     fn close(&self, mut conn: ClientWrapper, reason: CloseReason) {
@@ -550,4 +569,18 @@ impl pool_core::Manager for Manager {
             }
         }
     }
+}
+
+/// Whether an I/O error of `kind` is in `err`'s source chain.
+fn has_io_kind(err: &tokio_postgres::Error, kind: std::io::ErrorKind) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == kind {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
 }

@@ -116,3 +116,47 @@ async fn wrong_password_fails_promptly_and_is_final() {
     drop(client);
     drop(server);
 }
+
+/// Errors that retrying cannot heal fail the `get` at once, not after the connect timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_errors_fail_at_once_with_their_cause() {
+    let Some(url) = url() else { return };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    for (what, url, expect) in [
+        (
+            "sslmode=require without a TLS connector",
+            format!("{url}{sep}sslmode=require"),
+            "TLS",
+        ),
+        (
+            "no host of the wanted role",
+            format!("{url}{sep}target_session_attrs=read-only"),
+            "read only",
+        ),
+        (
+            "an unknown setting in the startup options",
+            format!("{url}{sep}options=-c%20pool_no_such_setting%3D1"),
+            "pool_no_such_setting",
+        ),
+    ] {
+        let manager = Manager::from_url(&url).expect(what);
+        let pool = Pool::builder(manager)
+            .max_size(1)
+            .connect_timeout(Duration::from_secs(20))
+            .wait_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let (err, took) = get_err(&pool).await;
+        let text = pool_core::Report::new(&err).to_string();
+        assert!(
+            took < Duration::from_secs(5),
+            "{what}: failed only after {took:?} of a 20 s connect budget: {text}"
+        );
+        assert!(
+            text.to_lowercase().contains(&expect.to_lowercase()),
+            "{what}: the cause is named: {text}"
+        );
+        let driver = err.backend().expect("the driver's error is kept");
+        assert!(!pool.manager().is_retryable(driver), "{what}: final");
+    }
+}
