@@ -74,7 +74,8 @@ pub(crate) struct Bouncer {
 #[derive(Default)]
 struct Handles {
     by_sql: HashMap<Arc<str>, Statement>,
-    by_name: HashMap<String, Arc<str>>,
+    /// Name -> (SQL text, the statement, to check a handle given back is this one).
+    by_name: HashMap<String, (Arc<str>, Statement)>,
 }
 
 impl Bouncer {
@@ -92,9 +93,21 @@ impl Bouncer {
         self.handles.lock().by_sql.get(sql).cloned()
     }
 
+    /// The SQL text of a handle this connection gave out. A statement of another connection
+    /// may carry the same name: it is recognised only if its types are the same too (the driver
+    /// itself would bind it by name to whatever this connection has under that name).
     fn sql_of(&self, statement: &Statement) -> Option<Arc<str>> {
         let name = statement_name(statement)?;
-        self.handles.lock().by_name.get(&name).cloned()
+        let handles = self.handles.lock();
+        let (sql, ours) = handles.by_name.get(&name)?;
+        let same = ours.params() == statement.params()
+            && ours.columns().len() == statement.columns().len()
+            && ours
+                .columns()
+                .iter()
+                .zip(statement.columns())
+                .all(|(a, b)| a.name() == b.name() && a.type_() == b.type_());
+        same.then(|| Arc::clone(sql))
     }
 
     fn remember(&self, sql: &str, name: String, statement: &Statement) {
@@ -102,11 +115,13 @@ impl Bouncer {
         if handles.by_sql.len() >= self.capacity && !handles.by_sql.contains_key(sql) {
             if let Some(evict) = handles.by_sql.keys().next().cloned() {
                 handles.by_sql.remove(&evict);
-                handles.by_name.retain(|_, s| *s != evict);
+                handles.by_name.retain(|_, (s, _)| *s != evict);
             }
         }
         let sql: Arc<str> = Arc::from(sql);
-        handles.by_name.insert(name, Arc::clone(&sql));
+        handles
+            .by_name
+            .insert(name, (Arc::clone(&sql), statement.clone()));
         handles.by_sql.insert(sql, statement.clone());
     }
 }
