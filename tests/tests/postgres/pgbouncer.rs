@@ -551,3 +551,53 @@ fn search_path_behind_pgbouncer_is_a_config_error() {
     let manager = Manager::from_url("postgres://postgres@127.0.0.1/test?pgbouncer=false").unwrap();
     assert!(!manager.is_pgbouncer());
 }
+
+/// A TLS connector that is never asked for TLS (`sslmode=disable`): the connection is opened by
+/// the driver, so the wrapper cannot see the transaction status on the wire and the first use of
+/// a SQL text probes with a savepoint whether the holder's transaction is open.
+#[derive(Clone, Copy)]
+struct UnsniffedNoTls;
+
+impl pool_postgres::tokio_postgres::tls::MakeTlsConnect<pool_postgres::tokio_postgres::Socket>
+    for UnsniffedNoTls
+{
+    type Stream = pool_postgres::tokio_postgres::tls::NoTlsStream;
+    type TlsConnect = pool_postgres::tokio_postgres::NoTls;
+    type Error = pool_postgres::tokio_postgres::tls::NoTlsError;
+
+    fn make_tls_connect(&mut self, _domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        Ok(pool_postgres::tokio_postgres::NoTls)
+    }
+}
+
+/// The same workload when the transaction status is not sniffed (a connection the driver
+/// opened, as with TLS today), through PgBouncer and over the plain server: the savepoint probe
+/// decides whether the describing step needs its own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_mode_without_sniffing() {
+    let Some(url) = url() else { return };
+    let (host, port) = pg_host_port(&url);
+    let bouncer = PgBouncer::start(&host, port, "test", BOUNCER_SERVERS);
+    for target in [bouncer.url("postgres"), url.clone()] {
+        let table = create_table(&url).await;
+        let config = format!("{target}?sslmode=disable")
+            .parse::<pool_postgres::tokio_postgres::Config>()
+            .unwrap();
+        let manager = Manager::with_tls(config, UnsniffedNoTls).pgbouncer(true);
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let out = workload(&pool, &table, 32, 15).await;
+        assert!(
+            out.errors == 0 && out.wrong == 0,
+            "{target}: {} errors, {} wrong: {:#?}",
+            out.errors,
+            out.wrong,
+            out.problems
+        );
+        drop(pool);
+        assert_table(&url, &table, &out.rows).await;
+    }
+}
