@@ -286,17 +286,28 @@ pub(crate) fn split_pgbouncer_flag(url: &str) -> Result<(String, Option<bool>), 
         }
         return Ok((out, found));
     }
-    let mut kept = Vec::new();
-    for token in url.split_whitespace() {
-        match token.split_once('=') {
-            Some(("pgbouncer", value)) => found = Some(flag(value)?),
-            _ => kept.push(token),
+    // Key/value form: cut the `pgbouncer=…` tokens out, leaving the rest (quoting, spacing) as
+    // it was.
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(start) = rest.find(|c: char| !c.is_whitespace()) {
+        let end = rest[start..]
+            .find(char::is_whitespace)
+            .map_or(rest.len(), |n| start + n);
+        match rest[start..end].split_once('=') {
+            Some(("pgbouncer", value)) => {
+                found = Some(flag(value)?);
+                out.push_str(&rest[..start]);
+            }
+            _ => out.push_str(&rest[..end]),
         }
+        rest = &rest[end..];
     }
+    out.push_str(rest);
     if found.is_none() {
         return Ok((url.to_owned(), None));
     }
-    Ok((kept.join(" "), found))
+    Ok((out.trim().to_owned(), found))
 }
 
 /// # PgBouncer-safe query methods
@@ -309,8 +320,10 @@ pub(crate) fn split_pgbouncer_flag(url: &str) -> Result<(String, Option<bool>), 
 /// * given a SQL text, with the parameter types the server reported for that text. The first use
 ///   of a text in a pool describes it: `BEGIN`, `Parse`/`Describe` of a named statement, its
 ///   `Close`, `COMMIT` (three round trips, all on the one server connection the transaction pins;
-///   inside the holder's own transaction it is described there, without `BEGIN`/`COMMIT`).
-///   Later uses cost the same one round trip as any query;
+///   inside the holder's own transaction it is described there, without `BEGIN`/`COMMIT`; when
+///   the transaction status is not sniffed, a `SAVEPOINT` probes for it first).
+///   Later uses cost one round trip, but the server parses and plans an unnamed statement at
+///   every execution (no plan reuse);
 /// * given a [`Statement`] from this connection's [`ClientWrapper::prepare_cached`] (or the
 ///   shadowing [`ClientWrapper::prepare`]), with that statement's SQL text and parameter types.
 ///   Any other `Statement` (e.g. from `Client::prepare` through `Deref`) is refused with SQLSTATE
@@ -695,9 +708,13 @@ mod tests {
         );
         assert_eq!(
             split("host=h port=6432 pgbouncer=on dbname=db"),
-            ("host=h port=6432 dbname=db".to_owned(), Some(true))
+            ("host=h port=6432  dbname=db".to_owned(), Some(true))
         );
         assert_eq!(split("host=h user=u"), ("host=h user=u".to_owned(), None));
+        assert_eq!(
+            split("pgbouncer=1 host=h password='a  b'"),
+            ("host=h password='a  b'".to_owned(), Some(true))
+        );
         assert!(matches!(
             split_pgbouncer_flag("postgres://h/db?pgbouncer=maybe"),
             Err(ConfigError::PgBouncerFlag)
