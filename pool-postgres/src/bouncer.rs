@@ -69,6 +69,9 @@ pub(crate) struct Bouncer {
     shared: Arc<Shared>,
     capacity: usize,
     handles: Mutex<Handles>,
+    /// Held while a SQL text is described: two first uses on one connection must not interleave
+    /// their `BEGIN`/`COMMIT`.
+    learning: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -86,6 +89,7 @@ impl Bouncer {
             shared,
             capacity: capacity.max(1),
             handles: Mutex::new(Handles::default()),
+            learning: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -563,6 +567,10 @@ impl ClientWrapper {
         if let Some(statement) = bouncer.handle(sql) {
             return Ok(statement);
         }
+        let _learning = bouncer.learning.lock().await;
+        if let Some(statement) = bouncer.handle(sql) {
+            return Ok(statement);
+        }
         // A handle: its server-side statement is deallocated while the server is still ours; the
         // handle's own `Close`, sent when it is dropped, is a no-op wherever it lands.
         let (own_tx, statement) = self.prepare_pinned(sql).await?;
@@ -614,6 +622,10 @@ impl ClientWrapper {
     /// Learns the parameter types of `sql` for the pool: described on one pinned server
     /// connection, the named statement closed before the transaction ends.
     async fn learn_types(&self, bouncer: &Bouncer, sql: &str) -> Result<Arc<[Type]>, Error> {
+        let _learning = bouncer.learning.lock().await;
+        if let Some(types) = bouncer.shared.get(sql) {
+            return Ok(types);
+        }
         let (own_tx, statement) = self.prepare_pinned(sql).await?;
         let types: Arc<[Type]> = Arc::from(statement.params());
         // The driver queues the `Close` now, so it reaches the server before the end below.

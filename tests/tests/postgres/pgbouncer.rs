@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pool_postgres::tokio_postgres::error::SqlState;
+use pool_postgres::tokio_postgres::types::ToSql;
 use pool_postgres::{ConfigError, Manager, Pool};
 use pool_tests::PgBouncer;
 
@@ -599,5 +600,61 @@ async fn pgbouncer_mode_without_sniffing() {
         );
         drop(pool);
         assert_table(&url, &table, &out.rows).await;
+    }
+}
+
+/// First uses of new SQL texts pipelined on one connection (several futures of one client at
+/// once) take turns describing them, and every answer is right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_mode_pipelined_first_uses() {
+    let Some(url) = url() else { return };
+    let (host, port) = pg_host_port(&url);
+    let bouncer = PgBouncer::start(&host, port, "test", 2);
+    let pool = bouncer_pool(&bouncer.url("postgres"), true);
+    for round in 0..20i64 {
+        let client = pool.get().await.unwrap();
+        let texts: Vec<String> = (0..4)
+            .map(|i| format!("SELECT $1::int8 + {i}, $2::text /* round {round} */"))
+            .collect();
+        let statement = format!("SELECT $1::int8 * {round}");
+        let params: [[&(dyn ToSql + Sync); 2]; 4] = [
+            [&round, &"a"],
+            [&round, &"b"],
+            [&round, &"c"],
+            [&round, &"d"],
+        ];
+        let (a, b, c, d, e) = tokio::join!(
+            client.query_one(&texts[0], &params[0]),
+            client.query_one(&texts[1], &params[1]),
+            client.query_opt(&texts[2], &params[2]),
+            client.query(&texts[3], &params[3]),
+            client.prepare_cached(&statement),
+        );
+        let (a, b, c, d, e) = (
+            a.unwrap(),
+            b.unwrap(),
+            c.unwrap().unwrap(),
+            d.unwrap(),
+            e.unwrap(),
+        );
+        assert_eq!(
+            (a.get::<_, i64>(0), a.get::<_, String>(1)),
+            (round, "a".into())
+        );
+        assert_eq!(
+            (b.get::<_, i64>(0), b.get::<_, String>(1)),
+            (round + 1, "b".into())
+        );
+        assert_eq!(
+            (c.get::<_, i64>(0), c.get::<_, String>(1)),
+            (round + 2, "c".into())
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].get::<_, i64>(0), d[0].get::<_, String>(1)),
+            (round + 3, "d".into())
+        );
+        let row = client.query_one(&e, &[&7i64]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 7 * round);
     }
 }
