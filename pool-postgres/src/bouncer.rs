@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{BorrowToSql, ToSql, Type};
+use tokio_postgres::types::{BorrowToSql, FromSqlOwned, ToSql, Type};
 use tokio_postgres::{Client, Error, Row, RowStream, Statement, ToStatement};
 
 use crate::client::ClientWrapper;
@@ -234,6 +234,16 @@ impl Deref for Types<'_> {
     }
 }
 
+/// The one value of a one-column row. A row of several columns is an error too (the driver's
+/// "column count" error is private: the "invalid column" error of the first extra column).
+fn scalar<R: FromSqlOwned>(row: &Row) -> Result<R, Error> {
+    if row.len() > 1 {
+        row.try_get::<_, R>(row.len())
+    } else {
+        row.try_get::<_, R>(0)
+    }
+}
+
 fn typed<'p>(
     params: &[&'p (dyn ToSql + Sync)],
     types: &[Type],
@@ -437,6 +447,94 @@ impl ClientWrapper {
         client
             .query_typed_opt(&resolved.sql, &typed(params, &resolved.types))
             .await
+    }
+
+    /// Executes a statement returning one column and returns that column's values:
+    /// [`Client::query_scalar`], PgBouncer-safe in PgBouncer mode.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientWrapper::query`], and when the rows do not have exactly one column or a value
+    /// cannot be converted to `R` (in PgBouncer mode, a row of several columns is reported as
+    /// the driver's "invalid column" error).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ClientWrapper::query`].
+    pub async fn query_scalar<R, T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<R>, Error>
+    where
+        R: FromSqlOwned,
+        T: ?Sized + ToQuery + fmt::Debug,
+    {
+        if self.bouncer.is_none() {
+            let client: &Client = self;
+            return client.query_scalar(statement, params).await;
+        }
+        self.query(statement, params)
+            .await?
+            .iter()
+            .map(scalar)
+            .collect()
+    }
+
+    /// Executes a statement returning one row of one column and returns the value:
+    /// [`Client::query_one_scalar`], PgBouncer-safe in PgBouncer mode.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientWrapper::query_scalar`], and when the statement returns no row or several.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ClientWrapper::query`].
+    pub async fn query_one_scalar<R, T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<R, Error>
+    where
+        R: FromSqlOwned,
+        T: ?Sized + ToQuery + fmt::Debug,
+    {
+        if self.bouncer.is_none() {
+            let client: &Client = self;
+            return client.query_one_scalar(statement, params).await;
+        }
+        scalar(&self.query_one(statement, params).await?)
+    }
+
+    /// Executes a statement returning at most one row of one column and returns the value:
+    /// [`Client::query_opt_scalar`], PgBouncer-safe in PgBouncer mode.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientWrapper::query_scalar`], and when the statement returns several rows.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ClientWrapper::query`].
+    pub async fn query_opt_scalar<R, T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<R>, Error>
+    where
+        R: FromSqlOwned,
+        T: ?Sized + ToQuery + fmt::Debug,
+    {
+        if self.bouncer.is_none() {
+            let client: &Client = self;
+            return client.query_opt_scalar(statement, params).await;
+        }
+        self.query_opt(statement, params)
+            .await?
+            .as_ref()
+            .map(scalar)
+            .transpose()
     }
 
     /// Executes a statement and returns the number of rows it modified: [`Client::execute`],

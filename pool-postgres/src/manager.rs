@@ -230,7 +230,8 @@ impl Manager {
     /// Default: off.
     ///
     /// In this mode no query method of [`ClientWrapper`] binds a named statement: `query`,
-    /// `query_one`, `query_opt`, `query_raw`, `execute`, `execute_raw`, `prepare` and
+    /// `query_one`, `query_opt`, `query_raw`, the `query*_scalar` methods, `execute`,
+    /// `execute_raw`, `prepare` and
     /// [`prepare_cached`](ClientWrapper::prepare_cached) send the unnamed statement with the
     /// parameter types the server reported for the SQL text (learned once per pool inside an
     /// explicit transaction), one round trip per query like the driver's `query_typed`. See

@@ -485,6 +485,27 @@ async fn pgbouncer_mode_edges() {
         .unwrap();
     assert_eq!(n, 1);
 
+    // The scalar helpers take the same path.
+    let v: Vec<i64> = client
+        .query_scalar("SELECT g * $1::int8 FROM generate_series(1, 3) g", &[&2i64])
+        .await
+        .unwrap();
+    assert_eq!(v, [2, 4, 6]);
+    let one: String = client
+        .query_one_scalar("SELECT $1::text || 'b'", &[&"a"])
+        .await
+        .unwrap();
+    assert_eq!(one, "ab");
+    let none: Option<i32> = client
+        .query_opt_scalar("SELECT 1 WHERE $1::bool", &[&false])
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert!(client
+        .query_one_scalar::<i32, _>("SELECT 1, 2", &[])
+        .await
+        .is_err());
+
     // No named statement is left on the server connection: every one was closed or
     // deallocated before its transaction ended.
     let left: i64 = client
