@@ -218,8 +218,9 @@ impl Manager {
     }
 
     /// The most statements each connection's [`ClientWrapper::prepare_cached`] keeps; 0 turns
-    /// the cache off (needed behind PgBouncer in transaction mode, where a named statement may
-    /// not exist on the next server connection). Default: 256.
+    /// the cache off. Turning it off does not make named statements safe behind PgBouncer in
+    /// transaction mode: use [`Manager::pgbouncer`] (where this is the number of statement
+    /// handles each connection keeps, at least 1). Default: 256.
     pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
         self
