@@ -5,6 +5,8 @@
 #
 # - installs `postgresql` / `mariadb-server` with apt-get when they (or the server binaries the
 #   tests use to spin throwaway servers: initdb, pg_ctl, mariadb-install-db, mariadbd) are missing;
+# - installs `pgbouncer` when /usr/sbin/pgbouncer is missing (the PgBouncer tests start their own
+#   throwaway instance in transaction pooling mode; no PgBouncer service is configured or needed);
 # - starts a server that is installed but not running (no systemd needed);
 # - waits (bounded) until both accept TCP connections on 127.0.0.1;
 # - on a fresh PostgreSQL install only: trust authentication for 127.0.0.1 and ::1;
@@ -260,5 +262,18 @@ setup_mariadb() {
     log "MariaDB ready: mysql://root@127.0.0.1:${MY_PORT}/test"
 }
 
+# ---------------------------------------------------------------------------------------------
+# PgBouncer (binary only: tests/src/pgbouncer.rs starts a throwaway instance per test)
+# ---------------------------------------------------------------------------------------------
+
+setup_pgbouncer() {
+    if [[ ! -x /usr/sbin/pgbouncer ]]; then
+        apt_install pgbouncer
+        [[ -x /usr/sbin/pgbouncer ]] || die "/usr/sbin/pgbouncer still missing after installing pgbouncer"
+    fi
+    log "PgBouncer ready: $(/usr/sbin/pgbouncer --version | head -n 1)"
+}
+
 setup_postgres
 setup_mariadb
+setup_pgbouncer

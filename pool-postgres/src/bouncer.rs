@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{BorrowToSql, ToSql, Type};
+use tokio_postgres::types::{BorrowToSql, FromSqlOwned, ToSql, Type};
 use tokio_postgres::{Client, Error, Row, RowStream, Statement, ToStatement};
 
 use crate::client::ClientWrapper;
@@ -69,12 +69,16 @@ pub(crate) struct Bouncer {
     shared: Arc<Shared>,
     capacity: usize,
     handles: Mutex<Handles>,
+    /// Held while a SQL text is described: two first uses on one connection must not interleave
+    /// their `BEGIN`/`COMMIT`.
+    learning: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
 struct Handles {
     by_sql: HashMap<Arc<str>, Statement>,
-    by_name: HashMap<String, Arc<str>>,
+    /// Name -> (SQL text, the statement, to check a handle given back is this one).
+    by_name: HashMap<String, (Arc<str>, Statement)>,
 }
 
 impl Bouncer {
@@ -85,6 +89,7 @@ impl Bouncer {
             shared,
             capacity: capacity.max(1),
             handles: Mutex::new(Handles::default()),
+            learning: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -92,9 +97,21 @@ impl Bouncer {
         self.handles.lock().by_sql.get(sql).cloned()
     }
 
+    /// The SQL text of a handle this connection gave out. A statement of another connection
+    /// may carry the same name: it is recognised only if its types are the same too (the driver
+    /// itself would bind it by name to whatever this connection has under that name).
     fn sql_of(&self, statement: &Statement) -> Option<Arc<str>> {
         let name = statement_name(statement)?;
-        self.handles.lock().by_name.get(&name).cloned()
+        let handles = self.handles.lock();
+        let (sql, ours) = handles.by_name.get(&name)?;
+        let same = ours.params() == statement.params()
+            && ours.columns().len() == statement.columns().len()
+            && ours
+                .columns()
+                .iter()
+                .zip(statement.columns())
+                .all(|(a, b)| a.name() == b.name() && a.type_() == b.type_());
+        same.then(|| Arc::clone(sql))
     }
 
     fn remember(&self, sql: &str, name: String, statement: &Statement) {
@@ -102,11 +119,13 @@ impl Bouncer {
         if handles.by_sql.len() >= self.capacity && !handles.by_sql.contains_key(sql) {
             if let Some(evict) = handles.by_sql.keys().next().cloned() {
                 handles.by_sql.remove(&evict);
-                handles.by_name.retain(|_, s| *s != evict);
+                handles.by_name.retain(|_, (s, _)| *s != evict);
             }
         }
         let sql: Arc<str> = Arc::from(sql);
-        handles.by_name.insert(name, Arc::clone(&sql));
+        handles
+            .by_name
+            .insert(name, (Arc::clone(&sql), statement.clone()));
         handles.by_sql.insert(sql, statement.clone());
     }
 }
@@ -215,6 +234,16 @@ impl Deref for Types<'_> {
     }
 }
 
+/// The one value of a one-column row. A row of several columns is an error too (the driver's
+/// "column count" error is private: the "invalid column" error of the first extra column).
+fn scalar<R: FromSqlOwned>(row: &Row) -> Result<R, Error> {
+    if row.len() > 1 {
+        row.try_get::<_, R>(row.len())
+    } else {
+        row.try_get::<_, R>(0)
+    }
+}
+
 fn typed<'p>(
     params: &[&'p (dyn ToSql + Sync)],
     types: &[Type],
@@ -271,17 +300,28 @@ pub(crate) fn split_pgbouncer_flag(url: &str) -> Result<(String, Option<bool>), 
         }
         return Ok((out, found));
     }
-    let mut kept = Vec::new();
-    for token in url.split_whitespace() {
-        match token.split_once('=') {
-            Some(("pgbouncer", value)) => found = Some(flag(value)?),
-            _ => kept.push(token),
+    // Key/value form: cut the `pgbouncer=…` tokens out, leaving the rest (quoting, spacing) as
+    // it was.
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(start) = rest.find(|c: char| !c.is_whitespace()) {
+        let end = rest[start..]
+            .find(char::is_whitespace)
+            .map_or(rest.len(), |n| start + n);
+        match rest[start..end].split_once('=') {
+            Some(("pgbouncer", value)) => {
+                found = Some(flag(value)?);
+                out.push_str(&rest[..start]);
+            }
+            _ => out.push_str(&rest[..end]),
         }
+        rest = &rest[end..];
     }
+    out.push_str(rest);
     if found.is_none() {
         return Ok((url.to_owned(), None));
     }
-    Ok((kept.join(" "), found))
+    Ok((out.trim().to_owned(), found))
 }
 
 /// # PgBouncer-safe query methods
@@ -294,8 +334,10 @@ pub(crate) fn split_pgbouncer_flag(url: &str) -> Result<(String, Option<bool>), 
 /// * given a SQL text, with the parameter types the server reported for that text. The first use
 ///   of a text in a pool describes it: `BEGIN`, `Parse`/`Describe` of a named statement, its
 ///   `Close`, `COMMIT` (three round trips, all on the one server connection the transaction pins;
-///   inside the holder's own transaction it is described there, without `BEGIN`/`COMMIT`).
-///   Later uses cost the same one round trip as any query;
+///   inside the holder's own transaction it is described there, without `BEGIN`/`COMMIT`; when
+///   the transaction status is not sniffed, a `SAVEPOINT` probes for it first).
+///   Later uses cost one round trip, but the server parses and plans an unnamed statement at
+///   every execution (no plan reuse);
 /// * given a [`Statement`] from this connection's [`ClientWrapper::prepare_cached`] (or the
 ///   shadowing [`ClientWrapper::prepare`]), with that statement's SQL text and parameter types.
 ///   Any other `Statement` (e.g. from `Client::prepare` through `Deref`) is refused with SQLSTATE
@@ -405,6 +447,94 @@ impl ClientWrapper {
         client
             .query_typed_opt(&resolved.sql, &typed(params, &resolved.types))
             .await
+    }
+
+    /// Executes a statement returning one column and returns that column's values:
+    /// [`Client::query_scalar`], PgBouncer-safe in PgBouncer mode.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientWrapper::query`], and when the rows do not have exactly one column or a value
+    /// cannot be converted to `R` (in PgBouncer mode, a row of several columns is reported as
+    /// the driver's "invalid column" error).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ClientWrapper::query`].
+    pub async fn query_scalar<R, T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<R>, Error>
+    where
+        R: FromSqlOwned,
+        T: ?Sized + ToQuery + fmt::Debug,
+    {
+        if self.bouncer.is_none() {
+            let client: &Client = self;
+            return client.query_scalar(statement, params).await;
+        }
+        self.query(statement, params)
+            .await?
+            .iter()
+            .map(scalar)
+            .collect()
+    }
+
+    /// Executes a statement returning one row of one column and returns the value:
+    /// [`Client::query_one_scalar`], PgBouncer-safe in PgBouncer mode.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientWrapper::query_scalar`], and when the statement returns no row or several.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ClientWrapper::query`].
+    pub async fn query_one_scalar<R, T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<R, Error>
+    where
+        R: FromSqlOwned,
+        T: ?Sized + ToQuery + fmt::Debug,
+    {
+        if self.bouncer.is_none() {
+            let client: &Client = self;
+            return client.query_one_scalar(statement, params).await;
+        }
+        scalar(&self.query_one(statement, params).await?)
+    }
+
+    /// Executes a statement returning at most one row of one column and returns the value:
+    /// [`Client::query_opt_scalar`], PgBouncer-safe in PgBouncer mode.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientWrapper::query_scalar`], and when the statement returns several rows.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ClientWrapper::query`].
+    pub async fn query_opt_scalar<R, T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<R>, Error>
+    where
+        R: FromSqlOwned,
+        T: ?Sized + ToQuery + fmt::Debug,
+    {
+        if self.bouncer.is_none() {
+            let client: &Client = self;
+            return client.query_opt_scalar(statement, params).await;
+        }
+        self.query_opt(statement, params)
+            .await?
+            .as_ref()
+            .map(scalar)
+            .transpose()
     }
 
     /// Executes a statement and returns the number of rows it modified: [`Client::execute`],
@@ -535,6 +665,10 @@ impl ClientWrapper {
         if let Some(statement) = bouncer.handle(sql) {
             return Ok(statement);
         }
+        let _learning = bouncer.learning.lock().await;
+        if let Some(statement) = bouncer.handle(sql) {
+            return Ok(statement);
+        }
         // A handle: its server-side statement is deallocated while the server is still ours; the
         // handle's own `Close`, sent when it is dropped, is a no-op wherever it lands.
         let (own_tx, statement) = self.prepare_pinned(sql).await?;
@@ -586,6 +720,10 @@ impl ClientWrapper {
     /// Learns the parameter types of `sql` for the pool: described on one pinned server
     /// connection, the named statement closed before the transaction ends.
     async fn learn_types(&self, bouncer: &Bouncer, sql: &str) -> Result<Arc<[Type]>, Error> {
+        let _learning = bouncer.learning.lock().await;
+        if let Some(types) = bouncer.shared.get(sql) {
+            return Ok(types);
+        }
         let (own_tx, statement) = self.prepare_pinned(sql).await?;
         let types: Arc<[Type]> = Arc::from(statement.params());
         // The driver queues the `Close` now, so it reaches the server before the end below.
@@ -680,9 +818,13 @@ mod tests {
         );
         assert_eq!(
             split("host=h port=6432 pgbouncer=on dbname=db"),
-            ("host=h port=6432 dbname=db".to_owned(), Some(true))
+            ("host=h port=6432  dbname=db".to_owned(), Some(true))
         );
         assert_eq!(split("host=h user=u"), ("host=h user=u".to_owned(), None));
+        assert_eq!(
+            split("pgbouncer=1 host=h password='a  b'"),
+            ("host=h password='a  b'".to_owned(), Some(true))
+        );
         assert!(matches!(
             split_pgbouncer_flag("postgres://h/db?pgbouncer=maybe"),
             Err(ConfigError::PgBouncerFlag)

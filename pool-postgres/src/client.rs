@@ -67,8 +67,8 @@ impl ClientWrapper {
     /// `execute`, …) run it as an unnamed statement; do not pass it to the driver's methods
     /// (`Transaction::query`, `Client::query` through `Deref`), which would bind it by name.
     ///
-    /// With the cache turned off ([`crate::Manager::statement_cache_capacity`] of 0, e.g. behind
-    /// PgBouncer in transaction mode) this is a plain [`Client::prepare`]. When the cache is full an
+    /// With the cache turned off ([`crate::Manager::statement_cache_capacity`] of 0) this is a
+    /// plain [`Client::prepare`]. When the cache is full an
     /// arbitrary entry is evicted (its server-side statement is closed once unused).
     ///
     /// # Errors

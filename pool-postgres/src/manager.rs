@@ -286,8 +286,9 @@ impl Manager {
     }
 
     /// The most statements each connection's [`ClientWrapper::prepare_cached`] keeps; 0 turns
-    /// the cache off (needed behind PgBouncer in transaction mode, where a named statement may
-    /// not exist on the next server connection). Default: 256.
+    /// the cache off. Turning it off does not make named statements safe behind PgBouncer in
+    /// transaction mode: use [`Manager::pgbouncer`] (where this is the number of statement
+    /// handles each connection keeps, at least 1). Default: 256.
     pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
         self
@@ -298,7 +299,8 @@ impl Manager {
     /// Default: off.
     ///
     /// In this mode no query method of [`ClientWrapper`] binds a named statement: `query`,
-    /// `query_one`, `query_opt`, `query_raw`, `execute`, `execute_raw`, `prepare` and
+    /// `query_one`, `query_opt`, `query_raw`, the `query*_scalar` methods, `execute`,
+    /// `execute_raw`, `prepare` and
     /// [`prepare_cached`](ClientWrapper::prepare_cached) send the unnamed statement with the
     /// parameter types the server reported for the SQL text (learned once per pool inside an
     /// explicit transaction), one round trip per query like the driver's `query_typed`. See

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pool_postgres::tokio_postgres::error::SqlState;
+use pool_postgres::tokio_postgres::types::ToSql;
 use pool_postgres::{ConfigError, Manager, Pool};
 use pool_tests::PgBouncer;
 
@@ -484,6 +485,27 @@ async fn pgbouncer_mode_edges() {
         .unwrap();
     assert_eq!(n, 1);
 
+    // The scalar helpers take the same path.
+    let v: Vec<i64> = client
+        .query_scalar("SELECT g * $1::int8 FROM generate_series(1, 3) g", &[&2i64])
+        .await
+        .unwrap();
+    assert_eq!(v, [2, 4, 6]);
+    let one: String = client
+        .query_one_scalar("SELECT $1::text || 'b'", &[&"a"])
+        .await
+        .unwrap();
+    assert_eq!(one, "ab");
+    let none: Option<i32> = client
+        .query_opt_scalar("SELECT 1 WHERE $1::bool", &[&false])
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert!(client
+        .query_one_scalar::<i32, _>("SELECT 1, 2", &[])
+        .await
+        .is_err());
+
     // No named statement is left on the server connection: every one was closed or
     // deallocated before its transaction ended.
     let left: i64 = client
@@ -550,4 +572,110 @@ fn search_path_behind_pgbouncer_is_a_config_error() {
     assert!(matches!(err, ConfigError::PgBouncerFlag), "{err:?}");
     let manager = Manager::from_url("postgres://postgres@127.0.0.1/test?pgbouncer=false").unwrap();
     assert!(!manager.is_pgbouncer());
+}
+
+/// A TLS connector that is never asked for TLS (`sslmode=disable`): the connection is opened by
+/// the driver, so the wrapper cannot see the transaction status on the wire and the first use of
+/// a SQL text probes with a savepoint whether the holder's transaction is open.
+#[derive(Clone, Copy)]
+struct UnsniffedNoTls;
+
+impl pool_postgres::tokio_postgres::tls::MakeTlsConnect<pool_postgres::tokio_postgres::Socket>
+    for UnsniffedNoTls
+{
+    type Stream = pool_postgres::tokio_postgres::tls::NoTlsStream;
+    type TlsConnect = pool_postgres::tokio_postgres::NoTls;
+    type Error = pool_postgres::tokio_postgres::tls::NoTlsError;
+
+    fn make_tls_connect(&mut self, _domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        Ok(pool_postgres::tokio_postgres::NoTls)
+    }
+}
+
+/// The same workload when the transaction status is not sniffed (a connection the driver
+/// opened, as with TLS today), through PgBouncer and over the plain server: the savepoint probe
+/// decides whether the describing step needs its own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_mode_without_sniffing() {
+    let Some(url) = url() else { return };
+    let (host, port) = pg_host_port(&url);
+    let bouncer = PgBouncer::start(&host, port, "test", BOUNCER_SERVERS);
+    for target in [bouncer.url("postgres"), url.clone()] {
+        let table = create_table(&url).await;
+        let config = format!("{target}?sslmode=disable")
+            .parse::<pool_postgres::tokio_postgres::Config>()
+            .unwrap();
+        let manager = Manager::with_tls(config, UnsniffedNoTls).pgbouncer(true);
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let out = workload(&pool, &table, 32, 15).await;
+        assert!(
+            out.errors == 0 && out.wrong == 0,
+            "{target}: {} errors, {} wrong: {:#?}",
+            out.errors,
+            out.wrong,
+            out.problems
+        );
+        drop(pool);
+        assert_table(&url, &table, &out.rows).await;
+    }
+}
+
+/// First uses of new SQL texts pipelined on one connection (several futures of one client at
+/// once) take turns describing them, and every answer is right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_mode_pipelined_first_uses() {
+    let Some(url) = url() else { return };
+    let (host, port) = pg_host_port(&url);
+    let bouncer = PgBouncer::start(&host, port, "test", 2);
+    let pool = bouncer_pool(&bouncer.url("postgres"), true);
+    for round in 0..20i64 {
+        let client = pool.get().await.unwrap();
+        let texts: Vec<String> = (0..4)
+            .map(|i| format!("SELECT $1::int8 + {i}, $2::text /* round {round} */"))
+            .collect();
+        let statement = format!("SELECT $1::int8 * {round}");
+        let params: [[&(dyn ToSql + Sync); 2]; 4] = [
+            [&round, &"a"],
+            [&round, &"b"],
+            [&round, &"c"],
+            [&round, &"d"],
+        ];
+        let (a, b, c, d, e) = tokio::join!(
+            client.query_one(&texts[0], &params[0]),
+            client.query_one(&texts[1], &params[1]),
+            client.query_opt(&texts[2], &params[2]),
+            client.query(&texts[3], &params[3]),
+            client.prepare_cached(&statement),
+        );
+        let (a, b, c, d, e) = (
+            a.unwrap(),
+            b.unwrap(),
+            c.unwrap().unwrap(),
+            d.unwrap(),
+            e.unwrap(),
+        );
+        assert_eq!(
+            (a.get::<_, i64>(0), a.get::<_, String>(1)),
+            (round, "a".into())
+        );
+        assert_eq!(
+            (b.get::<_, i64>(0), b.get::<_, String>(1)),
+            (round + 1, "b".into())
+        );
+        assert_eq!(
+            (c.get::<_, i64>(0), c.get::<_, String>(1)),
+            (round + 2, "c".into())
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].get::<_, i64>(0), d[0].get::<_, String>(1)),
+            (round + 3, "d".into())
+        );
+        let row = client.query_one(&e, &[&7i64]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 7 * round);
+    }
 }
