@@ -38,6 +38,8 @@ pub struct ClientWrapper {
     tx_state: Option<Arc<TxState>>,
     /// Where the socket was opened to, for cancel requests (`None`: the driver opened it).
     addr: Option<Addr>,
+    /// Cancels through the TLS connector the session was opened with (`None`: plaintext).
+    cancel: Option<crate::connect::CancelFn>,
     /// PgBouncer-safe mode (`crate::bouncer`): `Some` when the manager's `pgbouncer` is on.
     pub(crate) bouncer: Option<crate::bouncer::Bouncer>,
     /// The manager's generation when this connection was opened (see `Manager::is_broken`).
@@ -54,6 +56,7 @@ impl ClientWrapper {
             used: AtomicBool::new(false),
             tx_state: connected.tx_state,
             addr: connected.addr,
+            cancel: connected.cancel,
             bouncer: None,
             generation: 0,
         }
@@ -127,7 +130,11 @@ impl ClientWrapper {
     ) -> impl std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static {
         let token = self.client.cancel_token();
         let addr = self.addr.clone();
+        let through_tls = self.cancel.clone();
         async move {
+            if let Some(cancel) = through_tls {
+                return cancel(token).await;
+            }
             match addr {
                 Some(addr) => match addr.open_bare().await {
                     Ok(stream) => {
@@ -147,6 +154,13 @@ impl ClientWrapper {
                 None => token.cancel_query(tokio_postgres::NoTls).await,
             }
         }
+    }
+
+    /// Whether a completed [`cancel_query`](ClientWrapper::cancel_query) proves the session was
+    /// signalled (the manager opened the socket and waited for the server to close the cancel
+    /// connection); through a TLS connector the driver sends it and does not wait.
+    pub(crate) fn cancel_is_confirmed(&self) -> bool {
+        self.addr.is_some() && self.cancel.is_none()
     }
 
     /// Whether the connection task has ended (the socket is closed). Does no I/O.

@@ -28,7 +28,18 @@ pub(crate) struct Connected {
     pub(crate) tx_state: Option<Arc<TxState>>,
     /// Where the server was reached, for cancel requests (`None`: use the driver's own).
     pub(crate) addr: Option<Addr>,
+    /// How to send a cancel request through the TLS connector the session was opened with.
+    pub(crate) cancel: Option<CancelFn>,
 }
+
+/// Sends a cancel request for a session with the driver's token, through a TLS connector.
+pub(crate) type CancelFn = Arc<
+    dyn Fn(
+            tokio_postgres::CancelToken,
+        ) -> Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>
+        + Send
+        + Sync,
+>;
 
 pub(crate) type ConnectFuture =
     Pin<Box<dyn Future<Output = Result<Connected, tokio_postgres::Error>> + Send>>;
@@ -58,16 +69,81 @@ where
 
     fn connect(&self, config: &Config) -> ConnectFuture {
         let config = config.clone();
-        let tls = self.0.clone();
+        let state = Arc::new(TxState::default());
+        let tls = SniffingTls {
+            inner: self.0.clone(),
+            state: state.clone(),
+        };
+        let for_cancel = self.0.clone();
+        let cancel: CancelFn = Arc::new(move |token| {
+            let tls = for_cancel.clone();
+            Box::pin(async move { token.cancel_query(tls).await })
+        });
         Box::pin(async move {
+            // The driver connects (hosts, DNS, keepalives, `target_session_attrs`, the TLS
+            // negotiation, a cancel token that knows the server): the sniffer only sits above
+            // the TLS stream, where the protocol is in plaintext.
             let (client, connection) = config.connect(tls).await?;
+            let task = spawn_connection(connection, Some(state.clone()));
             Ok(Connected {
                 client,
-                task: spawn_connection(connection, None),
-                tx_state: None,
+                task,
+                // Not attached when `sslmode=prefer` fell back to plaintext (no TLS stream
+                // was made, so no sniffer): the pool then treats the status as unknown.
+                tx_state: Some(state),
                 addr: None,
+                cancel: Some(cancel),
             })
         })
+    }
+}
+
+/// A `MakeTlsConnect` that puts a [`Sniffer`] above the TLS stream `T` makes, so that TLS
+/// connections are followed like plaintext ones without re-implementing the driver's connect.
+struct SniffingTls<T> {
+    inner: T,
+    state: Arc<TxState>,
+}
+
+impl<T> MakeTlsConnect<Socket> for SniffingTls<T>
+where
+    T: MakeTlsConnect<Socket>,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send + 'static,
+    T::Stream: Send + 'static,
+{
+    type Stream = Sniffer<T::Stream>;
+    type TlsConnect = SniffingTlsConnect<T::TlsConnect>;
+    type Error = T::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, T::Error> {
+        Ok(SniffingTlsConnect {
+            inner: self.inner.make_tls_connect(domain)?,
+            state: self.state.clone(),
+        })
+    }
+}
+
+/// The per-host half of [`SniffingTls`].
+struct SniffingTlsConnect<C> {
+    inner: C,
+    state: Arc<TxState>,
+}
+
+impl<C> TlsConnect<Socket> for SniffingTlsConnect<C>
+where
+    C: TlsConnect<Socket>,
+    C::Future: Send + 'static,
+    C::Stream: Send + 'static,
+{
+    type Stream = Sniffer<C::Stream>;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Sniffer<C::Stream>, C::Error>> + Send>>;
+
+    fn connect(self, stream: Socket) -> Self::Future {
+        let handshake = self.inner.connect(stream);
+        let state = self.state;
+        // Each attempt (one per host tried) starts the shared state afresh.
+        Box::pin(async move { Ok(Sniffer::new(handshake.await?, state)) })
     }
 }
 
@@ -302,6 +378,7 @@ async fn connect_addr(config: &Config, addr: Addr) -> Result<Connected, tokio_po
         task,
         tx_state: Some(state),
         addr: Some(addr),
+        cancel: None,
     })
 }
 

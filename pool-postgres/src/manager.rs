@@ -347,6 +347,16 @@ impl Manager {
             }
         };
         send_cancel().await;
+        if !conn.cancel_is_confirmed() {
+            // The driver sent the cancel without waiting for the server to act on it: let the
+            // holder's requests finish (cancelled or not), then give a late signal time to
+            // arrive while the session is idle (where the server ignores it) rather than during
+            // the ROLLBACK or the next user's first statement.
+            while conn.sniffed().is_some_and(|s| s.outstanding() > 0) && !conn.raw().is_closed() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let rollback = conn.raw().batch_execute("ROLLBACK");
         tokio::pin!(rollback);
         loop {

@@ -522,6 +522,12 @@ impl<S> Sniffer<S> {
     }
 }
 
+impl<S: tokio_postgres::tls::TlsStream + Unpin> tokio_postgres::tls::TlsStream for Sniffer<S> {
+    fn channel_binding(&self) -> tokio_postgres::tls::ChannelBinding {
+        self.inner.channel_binding()
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Sniffer<S> {
     fn poll_read(
         self: Pin<&mut Self>,

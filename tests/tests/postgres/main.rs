@@ -12,4 +12,5 @@ mod replica;
 mod secrets;
 mod server;
 mod session;
+mod tls;
 mod util;

@@ -21,7 +21,7 @@ pub(crate) struct Cluster {
     replica: Option<ServerProcess>,
 }
 
-fn run(cmd: &mut Command, what: &str) {
+pub(crate) fn run(cmd: &mut Command, what: &str) {
     let out = cmd.stdin(Stdio::null()).output().expect(what);
     assert!(
         out.status.success(),
@@ -31,7 +31,7 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-fn start_server(
+pub(crate) fn start_server(
     dir: &Path,
     data: &Path,
     port: u16,
