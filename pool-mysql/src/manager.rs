@@ -314,10 +314,26 @@ impl pool_core::Manager for Manager {
     }
 
     fn is_retryable(&self, err: &mysql_async::Error) -> bool {
+        use mysql_async::DriverError as D;
         match err {
-            // 1044/1045/1698: access denied; 1049: unknown database; 1251: auth protocol.
-            mysql_async::Error::Server(e) => !matches!(e.code, 1044 | 1045 | 1049 | 1251 | 1698),
+            // 1044/1045/1698: access denied; 1049: unknown database; 1130: host not allowed;
+            // 1251: auth protocol; 1862: password expired; 3118: account locked; 3159: secure
+            // transport required.
+            mysql_async::Error::Server(e) => !matches!(
+                e.code,
+                1044 | 1045 | 1049 | 1130 | 1251 | 1698 | 1862 | 3118 | 3159
+            ),
             mysql_async::Error::Url(_) => false,
+            // TLS asked for but the server has none, or an auth method or transport the client
+            // will not use: no retry can change that.
+            mysql_async::Error::Driver(
+                D::NoClientSslFlagFromServer
+                | D::UnknownAuthPlugin { .. }
+                | D::MysqlOldPasswordDisabled
+                | D::CleartextPluginDisabled
+                | D::NamedPipesDisabled
+                | D::NoKeyFound,
+            ) => false,
             _ => true,
         }
     }
