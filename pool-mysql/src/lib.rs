@@ -9,6 +9,7 @@
 mod conn;
 mod error;
 mod manager;
+mod probe;
 
 pub use conn::ConnWrapper;
 pub use error::{classify, classify_pool_error, retry, ConfigError};

@@ -12,6 +12,15 @@ use mysql_async::{Conn, Opts};
 use pool_core::{CloseReason, ConnMeta};
 
 use crate::conn::ConnWrapper;
+use crate::probe::Snapshot;
+
+/// Connects of this process take turns, so that the one socket that appears during a
+/// `Conn::new` is that connection's (see `probe.rs`).
+static CONNECTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long a connect waits for its turn before it goes on without (and likely without a
+/// probe).
+const CONNECT_TURN: Duration = Duration::from_millis(250);
 use crate::error::ConfigError;
 
 /// The future an [`InitHook`] returns.
@@ -24,27 +33,38 @@ pub type InitHook = Arc<dyn for<'a> Fn(&'a mut Conn) -> InitFuture<'a> + Send + 
 /// How a connection its holder may have left dirty is cleaned before its next user gets it.
 ///
 /// No I/O decides whether a connection needs cleaning: the [`ConnWrapper`] follows what its
-/// holder did (see [its documentation](ConnWrapper#what-the-pool-cleans)). Queries run through
-/// the wrapper's own [`Queryable`] methods that end with the server outside a transaction and
-/// autocommit on leave the connection clean, so the common request (a few statements in
-/// autocommit mode) costs no extra round trip. Anything the wrapper cannot follow (the raw
-/// `Conn` borrowed mutably, a result left unread, a call cancelled or failed) counts as dirty.
+/// holder did (see [its documentation](ConnWrapper#what-the-pool-cleans)). A connection whose
+/// holder ran only statements that leave the session alone, through the wrapper's own
+/// [`Queryable`] methods, ending outside a transaction with autocommit on, costs no extra round
+/// trip.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResetMode {
+    /// The next user gets a clean session. `COM_RESET_CONNECTION` ([`Conn::reset`], then
+    /// `sql_mode`/`time_zone`, the init hook and, if the holder may have run `USE`, `USE <the
+    /// URL's database>`) when the holder may have changed session state: a statement that is
+    /// not known to leave it alone (`SET`, `USE`, `CALL`, `DO`, `PREPARE`, `LOCK TABLES`, DDL, a
+    /// text with `@`, `GET_LOCK` or `TEMPORARY`, several statements in one text), any
+    /// `exec*` call (the wrapper cannot see a prepared statement's text), a mutable borrow of
+    /// the raw `Conn`, a call cancelled or failed. It clears user variables, session variables,
+    /// temporary tables, named locks, `LOCK TABLES`, SQL prepared statements and mysql_async's
+    /// statement cache, and rolls back. Else `ROLLBACK` (and `SET autocommit = 1`) when the
+    /// holder may have left a transaction open or autocommit off, as in [`ResetMode::Rollback`].
+    /// Falls back to `Rollback` on servers without `COM_RESET_CONNECTION` (MySQL < 5.7.3,
+    /// MariaDB < 10.2.4). Default.
+    #[default]
+    Session,
     /// `ROLLBACK` (mysql_async first reads and drops unread results), and `SET autocommit=1` if
     /// the holder turned autocommit off, for a connection left (possibly) inside a transaction,
     /// with autocommit off or with a result unread. One round trip, two in the rare second
-    /// case. Session variables, temporary tables and user locks survive. Default.
-    #[default]
+    /// case. Session variables, temporary tables and named locks survive: for applications
+    /// that never change them.
     Rollback,
-    /// `COM_RESET_CONNECTION` ([`Conn::reset`]) for every connection its holder used at all
-    /// (any statement may have set a session variable): also clears session variables,
-    /// temporary tables, user locks and prepared statements; then `sql_mode`/`time_zone` and the
-    /// init hook run again. Falls back to `Rollback` on servers without it (MySQL < 5.7.3, MariaDB < 10.2.4).
+    /// `COM_RESET_CONNECTION` as in [`ResetMode::Session`] for every connection its holder used
+    /// at all.
     ResetConnection,
-    /// Nothing: the holder promises never to leave a transaction open (mysql_async's own
-    /// `Transaction` already rolls back on drop before the next command).
+    /// Nothing: the holder promises never to leave a transaction open or change the session
+    /// (mysql_async's own `Transaction` already rolls back on drop before the next command).
     Off,
 }
 
@@ -53,16 +73,22 @@ pub enum ResetMode {
 /// | pool step | what this manager does |
 /// |---|---|
 /// | `connect` | [`Conn::new`], then `SET SESSION sql_mode = …, time_zone = …` (one statement) and the init hook |
-/// | `is_broken` (check-in, checkout) | [`Conn::is_disconnected`]: an I/O error or a cancelled command broke it. No I/O |
-/// | `needs_reset` (check-in) | the holder may have left a transaction open, or used the connection at all under `ResetConnection` (see [`ResetMode`]). No I/O |
-/// | `reset` (next checkout) | `ROLLBACK` or `COM_RESET_CONNECTION`, per [`ResetMode`] |
+/// | `is_broken` (check-in, checkout) | [`Conn::is_disconnected`] (an I/O error or a cancelled command broke it), or the dead-peer probe: one non-blocking `recv(MSG_PEEK)` on a duplicate of the socket sees the server's close (`KILL`, `wait_timeout`, shutdown) or a network reset. No round trip |
+/// | `needs_reset` (check-in) | per [`ResetMode`], from what the holder did. No I/O |
+/// | `reset` (next checkout) | `COM_RESET_CONNECTION` or `ROLLBACK`, per [`ResetMode`]; `COM_PING` for a connection without a probe |
 /// | `validate` (checkout after idling) | `COM_PING` |
+/// | a call cancelled while the server ran it | `KILL QUERY <id>` from a side connection, before the reset or at close (mysql_async marks such a connection broken), so that neither the next user nor the server waits for it |
 /// | `close` | `disconnect()` (`COM_QUIT`) in a spawned task, bounded to 5 s, off the caller's path |
 ///
-/// A server-side kill or `wait_timeout` expiry cannot be seen without I/O (mysql_async has no
-/// background reader), so such a connection is caught by `validate` (keep the pool's
-/// `validate_after_idle` below the server's `wait_timeout`) or by `is_broken` after the first
-/// failed command.
+/// # The dead-peer probe
+///
+/// mysql_async keeps its socket private, so on Linux the manager keeps a duplicate of it, taken
+/// when the connection is opened (the one socket that appeared during `Conn::new`, duplicated
+/// with `pidfd_getfd(2)`; connects of this process's managers take turns for up to 250 ms so
+/// that the new socket can be told apart). It works over TCP and over the Unix socket that
+/// `prefer_socket` moves loopback URLs to. A connection whose socket could not be told apart,
+/// or on another platform, gets a `COM_PING` at each checkout after use instead (correct, one
+/// round trip).
 ///
 /// Its `Debug` output never shows the password.
 pub struct Manager {
@@ -126,7 +152,7 @@ impl Manager {
         self
     }
 
-    /// How a used connection is cleaned before its next user. Default: [`ResetMode::Rollback`].
+    /// How a used connection is cleaned before its next user. Default: [`ResetMode::Session`].
     pub fn reset_mode(mut self, mode: ResetMode) -> Self {
         self.reset_mode = mode;
         self
@@ -196,32 +222,73 @@ impl pool_core::Manager for Manager {
     type Error = mysql_async::Error;
 
     async fn connect(&self) -> Result<ConnWrapper, mysql_async::Error> {
-        let mut conn = Conn::new(self.opts.clone()).await?;
+        let (mut conn, probe) = {
+            let _turn = tokio::time::timeout(CONNECT_TURN, CONNECTING.lock())
+                .await
+                .ok();
+            let before = Snapshot::take();
+            let conn = Conn::new(self.opts.clone()).await?;
+            let probe = before
+                .as_ref()
+                .and_then(|b| Snapshot::adopt_new(b, self.opts.tcp_port()));
+            (conn, probe)
+        };
+        if probe.is_none() {
+            tracing::debug!(
+                target: "pool_mysql",
+                "no dead-peer probe for a new connection: it is pinged at checkout after use"
+            );
+        }
         if let Err(e) = self.run_init(&mut conn).await {
+            drop(probe);
             spawn_disconnect(conn);
             return Err(e);
         }
-        Ok(ConnWrapper::new(conn))
+        Ok(ConnWrapper::new(conn, probe))
     }
 
     fn is_broken(&self, conn: &mut ConnWrapper, _meta: &ConnMeta) -> bool {
-        conn.raw().is_disconnected()
+        conn.raw().is_disconnected() || conn.peer_gone() == Some(true)
     }
 
     fn needs_reset(&self, conn: &mut ConnWrapper) -> bool {
-        match self.reset_mode {
-            ResetMode::Rollback => conn.may_be_in_transaction(),
-            ResetMode::ResetConnection => conn.was_used(),
-            ResetMode::Off => false,
-        }
+        let clean = match self.reset_mode {
+            ResetMode::Session => !conn.may_be_in_transaction() && !conn.may_have_changed_session(),
+            ResetMode::Rollback => !conn.may_be_in_transaction(),
+            ResetMode::ResetConnection => !conn.was_used(),
+            ResetMode::Off => true,
+        };
+        !clean || !conn.has_probe()
     }
 
     async fn reset(&self, conn: &mut ConnWrapper) -> Result<(), mysql_async::Error> {
+        let full = match self.reset_mode {
+            ResetMode::Session => conn.may_have_changed_session(),
+            ResetMode::ResetConnection => conn.was_used(),
+            ResetMode::Rollback | ResetMode::Off => false,
+        };
+        let rollback = match self.reset_mode {
+            ResetMode::Session | ResetMode::Rollback | ResetMode::ResetConnection => {
+                conn.may_be_in_transaction()
+            }
+            ResetMode::Off => false,
+        };
+        let database = conn.may_have_changed_database();
+        if conn.was_cancelled() {
+            // The statement may still run on the server, and the reset would wait behind it.
+            kill_query(self.opts.clone(), conn.raw().id()).await;
+        }
         let raw = conn.raw_mut();
-        let reset_done = self.reset_mode == ResetMode::ResetConnection && raw.reset().await?;
+        let reset_done = full && raw.reset().await?;
         if reset_done {
+            if database {
+                if let Some(db) = self.opts.db_name() {
+                    raw.query_drop(format!("USE `{}`", db.replace('`', "``")))
+                        .await?;
+                }
+            }
             self.run_init(raw).await?;
-        } else {
+        } else if full || rollback {
             raw.query_drop("ROLLBACK").await?;
             let autocommit = raw.last_ok_packet().is_none_or(|ok| {
                 ok.status_flags()
@@ -230,6 +297,9 @@ impl pool_core::Manager for Manager {
             if !autocommit {
                 raw.query_drop("SET autocommit = 1").await?;
             }
+        } else {
+            // Only here because the connection has no dead-peer probe.
+            raw.ping().await?;
         }
         conn.set_clean();
         Ok(())
@@ -244,17 +314,58 @@ impl pool_core::Manager for Manager {
     }
 
     fn is_retryable(&self, err: &mysql_async::Error) -> bool {
+        use mysql_async::DriverError as D;
         match err {
-            // 1044/1045/1698: access denied; 1049: unknown database; 1251: auth protocol.
-            mysql_async::Error::Server(e) => !matches!(e.code, 1044 | 1045 | 1049 | 1251 | 1698),
+            // 1044/1045/1698: access denied; 1049: unknown database; 1130: host not allowed;
+            // 1251: auth protocol; 1862: password expired; 3118: account locked; 3159: secure
+            // transport required.
+            mysql_async::Error::Server(e) => !matches!(
+                e.code,
+                1044 | 1045 | 1049 | 1130 | 1251 | 1698 | 1862 | 3118 | 3159
+            ),
             mysql_async::Error::Url(_) => false,
+            // TLS asked for but the server has none, or an auth method or transport the client
+            // will not use: no retry can change that.
+            mysql_async::Error::Driver(
+                D::NoClientSslFlagFromServer
+                | D::UnknownAuthPlugin { .. }
+                | D::MysqlOldPasswordDisabled
+                | D::CleartextPluginDisabled
+                | D::NamedPipesDisabled
+                | D::NoKeyFound,
+            ) => false,
             _ => true,
         }
     }
 
     fn close(&self, conn: ConnWrapper, reason: CloseReason) {
         tracing::trace!(target: "pool_mysql", %reason, "closing a MySQL connection");
+        if conn.was_cancelled() {
+            // A cancelled call broke the connection (mysql_async marks it disconnected): stop its
+            // statement on the server too, rather than let it run for a client that is gone.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(kill_query(self.opts.clone(), conn.raw().id()));
+            }
+        }
         spawn_disconnect(conn.into_inner());
+    }
+}
+
+/// `KILL QUERY <id>` from a side connection (opened and closed here), bounded to 5 s; failures
+/// (the statement or session already gone, the server unreachable) are only logged.
+async fn kill_query(opts: Opts, id: u32) {
+    let kill = async {
+        let mut side = Conn::new(opts).await?;
+        let killed = side.query_drop(format!("KILL QUERY {id}")).await;
+        side.disconnect().await?;
+        killed
+    };
+    match tokio::time::timeout(Duration::from_secs(5), kill).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::debug!(target: "pool_mysql", error = %error, id, "KILL QUERY failed");
+        }
+        Err(_) => tracing::debug!(target: "pool_mysql", id, "KILL QUERY timed out"),
     }
 }
 

@@ -123,8 +123,9 @@ where
 ///   threads, so the runtime never waits on SQLite.
 ///
 /// The pool closes the connection instead of reusing it when a closure panicked, a thread
-/// panicked while holding the lock, or an `interact` was cancelled while its closure still runs.
-/// A connection returned inside an open transaction is rolled back before its next use.
+/// panicked while holding the lock, an `interact` was cancelled while its closure still runs, or
+/// a statement was left stepping (leaked half-read). A connection returned inside an open
+/// transaction is rolled back before its next use.
 pub struct SqliteConn {
     conn: Arc<Mutex<Connection>>,
     broken: AtomicBool,
@@ -187,12 +188,15 @@ impl SqliteConn {
         })
     }
 
-    /// No I/O: marked broken, or still in use by an orphaned closure (a cancelled `interact`,
-    /// a check still running after a timeout).
+    /// No I/O: marked broken, still in use by an orphaned closure (a cancelled `interact`, a
+    /// check still running after a timeout), or with a statement left stepping (a leaked,
+    /// half-read `Rows`/`Statement`: it keeps its read transaction, so the next user would read
+    /// an old snapshot, although `is_autocommit()` is true; rusqlite cannot reset a statement it
+    /// does not own, so the connection is closed).
     pub(crate) fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Acquire)
             || Arc::strong_count(&self.conn) > 1
-            || self.conn.is_locked()
+            || self.conn.try_lock().is_none_or(|c| c.is_busy())
     }
 
     /// No I/O: inside a transaction (or locked, so unknown).

@@ -137,14 +137,18 @@ async fn rollbacks(conn: &mut pool_mysql::PooledConn) -> u64 {
 }
 
 #[tokio::test]
-async fn only_connections_that_may_be_dirty_are_rolled_back() {
+async fn only_connections_that_may_be_dirty_are_rolled_back_in_rollback_mode() {
     let Some(url) = url() else { return };
     let mut admin = admin(&url).await;
     let table = create_table(&mut admin, "my_clean").await;
-    let pool = Pool::builder(Manager::from_url(&url).unwrap())
-        .max_size(1)
-        .build()
-        .unwrap();
+    let pool = Pool::builder(
+        Manager::from_url(&url)
+            .unwrap()
+            .reset_mode(ResetMode::Rollback),
+    )
+    .max_size(1)
+    .build()
+    .unwrap();
     let (mut id, before) = {
         let mut conn = pool.get().await.unwrap();
         (conn.id(), rollbacks(&mut conn).await)

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use pool_core::{ErrorClass, Manager as _, PoolError};
+use pool_mysql::mysql_async::prelude::*;
 use pool_mysql::mysql_async::{self, Opts, OptsBuilder};
 use pool_mysql::{ConfigError, Manager, Pool};
 
@@ -67,6 +68,37 @@ async fn unknown_database_fails_promptly_and_is_final() {
     assert_eq!(server_code(&err), 1049);
     assert!(!pool.manager().is_retryable(err.backend().unwrap()));
     assert!(std::error::Error::source(&err).is_some());
+}
+
+#[tokio::test]
+async fn tls_required_from_a_server_without_tls_fails_promptly_and_is_final() {
+    let Some(url) = url() else { return };
+    let mut admin = crate::util::admin(&url).await;
+    let have_ssl: Option<(String, String)> = admin
+        .query_first("SHOW VARIABLES LIKE 'have_ssl'")
+        .await
+        .unwrap();
+    admin.disconnect().await.unwrap();
+    let have_ssl = have_ssl.map(|(_, v)| v).unwrap_or_default();
+    assert_ne!(
+        have_ssl, "YES",
+        "this test needs a server without TLS (the machine's has none)"
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let pool = pool_for(Manager::from_url(&format!("{url}{sep}require_ssl=true")).unwrap());
+    let (err, took) = get_err(&pool).await;
+    assert!(took < CONNECT + MARGIN, "took {took:?}");
+    // At once, not retried until the connect timeout (which would be a `Timeout`).
+    assert!(matches!(err, PoolError::Backend(_)), "{err:?}");
+    let driver = err.backend().expect("the driver's error");
+    assert!(
+        matches!(
+            driver,
+            mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)
+        ),
+        "{driver:?}"
+    );
+    assert!(!pool.manager().is_retryable(driver));
 }
 
 #[tokio::test]

@@ -2,9 +2,11 @@
 //! for the outage test, a throwaway server of its own.
 
 mod basic;
+mod dead_peer;
 mod dirty;
 mod failures;
 mod outage;
 mod secrets;
 mod server;
+mod session;
 mod util;

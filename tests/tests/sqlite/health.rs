@@ -227,3 +227,37 @@ async fn cancelled_pool_interact_finishes_and_returns_the_connection_for_reuse()
     assert_eq!(rows, 1);
     assert_eq!(pool.metrics().closed_total(), 0);
 }
+
+#[test]
+fn a_statement_left_stepping_never_reaches_the_next_user() {
+    // A leaked, half-read statement keeps its read transaction (its snapshot) open although
+    // `is_autocommit()` is true: the next user of that connection would read stale data.
+    let (dir, pool) = pool_with_table(1);
+    {
+        let conn = pool.get_blocking().unwrap();
+        let c = conn.lock();
+        c.execute_batch("INSERT INTO items (v) VALUES (1), (2)")
+            .unwrap();
+        let mut stmt = c.prepare("SELECT v FROM items ORDER BY id").unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        assert!(rows.next().unwrap().is_some());
+        std::mem::forget(rows);
+        std::mem::forget(stmt);
+        assert!(c.is_autocommit() && c.is_busy());
+    }
+    // Another writer commits meanwhile (WAL: it does not wait for the old snapshot).
+    let other = pool_sqlite::rusqlite::Connection::open(crate::db_path(&dir)).unwrap();
+    other.execute("UPDATE items SET v = 42", []).unwrap();
+    let conn = pool.get_blocking().unwrap();
+    let c = conn.lock();
+    assert!(
+        !c.is_busy(),
+        "the next user got a connection with a busy statement"
+    );
+    let max: i64 = c
+        .query_row("SELECT MAX(v) FROM items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(max, 42, "the next user read a stale snapshot");
+    drop(c);
+    assert!(pool.metrics().closed_broken >= 1);
+}
