@@ -23,12 +23,12 @@ use crate::sniff::TxState;
 /// It owns the task that drives the connection's socket: dropping the wrapper aborts that task
 /// (the pool's own close first lets it say goodbye to the server, see [`crate::Manager`]).
 ///
-/// Without TLS, the wrapper knows the server's transaction status for free (the socket is read
-/// through a protocol-framing sniffer, see the crate documentation): a connection returned
-/// inside a transaction, a failed transaction, or with a request still unanswered is cleaned
-/// (`ROLLBACK`, see [`crate::ResetMode`]) before the pool hands it to its next user; a clean one
-/// is handed out as it is. Over TLS, any use of the client through `Deref`/`DerefMut` marks the
-/// connection as *used*, and every used connection is cleaned.
+/// The wrapper knows the server's transaction status and whether the holder changed session
+/// state for free (the stream, plaintext or above TLS, is read through a protocol-framing
+/// sniffer, see the crate documentation): a connection returned dirty is cleaned (see
+/// [`crate::ResetMode`]) before the pool hands it to its next user; a clean one is handed out as
+/// it is. Where no sniffer could be attached (a TLS connector with `sslmode=prefer` that fell
+/// back to plaintext), any use of the client through `Deref`/`DerefMut` counts as dirty.
 pub struct ClientWrapper {
     client: Client,
     task: Option<JoinHandle<()>>,

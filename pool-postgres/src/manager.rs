@@ -28,17 +28,14 @@ pub type InitHook = Arc<dyn for<'a> Fn(&'a tokio_postgres::Client) -> InitFuture
 
 /// How a used connection is cleaned before its next user gets it.
 ///
-/// A holder can open a transaction through any method (`batch_execute("BEGIN")`,
-/// `execute("START TRANSACTION")`, …), and tokio-postgres does not expose the server's
-/// transaction status. So, without TLS, the manager reads it off the wire itself: every
-/// `ReadyForQuery` message carries it, and the manager counts the requests that still await
-/// theirs. A connection returned inside a transaction (open or failed) or with a request in flight
-/// is cleaned at its next checkout; a clean one is not (no round trip).
-///
-/// Where the status cannot be seen (TLS connections, see [`Manager::with_tls`]) and for
-/// [`ResetMode::DiscardAll`] (session state such as `SET` is invisible on the wire), a connection
-/// whose client was touched at all by its holder (any `Deref` to [`tokio_postgres::Client`]) is
-/// cleaned; an untouched one is not. The clean-up also proves the connection alive.
+/// A holder can open a transaction or change session state through any method
+/// (`batch_execute("BEGIN")`, `execute("SET ROLE …")`, …), and tokio-postgres exposes neither. The
+/// manager reads them off the wire itself (plaintext or above TLS): every `ReadyForQuery` carries
+/// the transaction status, the requests still awaiting theirs are counted (including requests a
+/// cancelled future queued but the connection task has not written yet), the SQL text sent is
+/// scanned for session-changing statements, and reported settings changes are seen. See the crate
+/// documentation for the table of what is cleaned how. Where no sniffer could be attached, a
+/// connection whose client was touched at all is cleaned as by [`ResetMode::DiscardAll`].
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ResetMode {
@@ -77,10 +74,10 @@ pub enum ResetMode {
 /// | pool step | what this manager does |
 /// |---|---|
 /// | `connect` | connects (no TLS unless [`Manager::with_tls`]), spawns and keeps the connection task, runs the init hook |
-/// | `is_broken` (check-in, checkout) | `Client::is_closed()`: the connection task has ended. No I/O |
-/// | `needs_reset` (check-in) | without TLS: the server is in a transaction or a request is unanswered; with TLS or [`ResetMode::DiscardAll`]: the holder used the client (see [`ResetMode`]). No I/O |
-/// | `reset` (next checkout) | `ROLLBACK` (+ `DISCARD ALL`), per [`ResetMode`] |
-/// | `validate` (checkout after idling) | an empty simple query: one real round trip |
+/// | `is_broken` (check-in, checkout) | the connection task has ended, the server said it is going away, or (write pools) the session turned read-only; the last two retire the older connections too. No I/O |
+/// | `needs_reset` (check-in) | a transaction or request may be open, or session state may have changed (see [`ResetMode`]). No I/O |
+/// | `reset` (next checkout) | nothing, `ROLLBACK` (a running statement cancelled first) and/or `DISCARD ALL`, per [`ResetMode`] |
+/// | `validate` (checkout after idling) | an empty simple query, or the role/lag check: one real round trip |
 /// | `close` | drops the client so the task sends `Terminate`; aborts the task if it lingers |
 ///
 /// Its `Debug` output never shows the password.
@@ -105,7 +102,10 @@ impl Manager {
     /// It opens the sockets itself (TCP `host`/`hostaddr`/`port` lists tried in order, Unix
     /// socket directories, `connect_timeout`, `tcp_user_timeout`, keepalives,
     /// `load_balance_hosts`, `target_session_attrs`, as `Config::connect` does) and hands them
-    /// to `Config::connect_raw`, so that it can follow the transaction status on the wire.
+    /// to `Config::connect_raw`, so that it can follow the session on the wire: tokio-postgres
+    /// offers no hook to wrap a plaintext stream it opened itself (its TLS hook, used by
+    /// [`Manager::with_tls`], only sees streams it upgrades), so this is the one place where
+    /// the manager re-does part of the driver's connect.
     ///
     /// Because the driver did not open the socket, `Client::cancel_token().cancel_query(NoTls)`
     /// does not know the server's address; use [`ClientWrapper::cancel_query`] instead.
@@ -200,8 +200,10 @@ impl Manager {
     /// `tokio_postgres_rustls::MakeRustlsConnect` with the `rustls` feature, or
     /// `postgres-native-tls`).
     ///
-    /// The transaction status is not visible through TLS, so with a TLS connector every
-    /// connection whose client was used is cleaned (`ROLLBACK`) before its next user gets it.
+    /// tokio-postgres connects (`Config::connect`: hosts, DNS, keepalives,
+    /// `target_session_attrs`); the session is followed above the TLS stream exactly as a
+    /// plaintext one, so a clean TLS connection costs no round trip at checkout either, and
+    /// [`ClientWrapper::cancel_query`] cancels through the same connector.
     /// `with_tls(config, NoTls)` is the same as [`Manager::new`].
     pub fn with_tls<T>(config: Config, tls: T) -> Self
     where
