@@ -581,7 +581,6 @@ fn bench_sqlite(c: &mut Criterion) {
             conn.interact(move |c| read(c, k)).await.expect("interact");
         }),
         sqlite_tasks("ours_pool_interact", &ours, move |pool, i| async move {
-            use pool_sqlite::SqlitePool;
             let k = key(i);
             pool.interact(move |c| {
                 read(c, k);

@@ -26,6 +26,7 @@ mod retry;
 mod routing;
 mod scope;
 mod settings;
+mod surface;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -48,3 +49,4 @@ pub use retry::{retry, retry_blocking, ErrorClass, RetryPolicy};
 pub use routing::{Member, ReadWrite};
 pub use scope::ScopedConn;
 pub use settings::EnvError;
+pub use surface::Interact;

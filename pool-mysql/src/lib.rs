@@ -16,15 +16,7 @@ pub use error::{classify, classify_pool_error, retry, ConfigError};
 pub use manager::{InitFuture, InitHook, Manager, ResetMode};
 pub use mysql_async;
 
-/// A pool of MySQL/MariaDB connections.
-pub type Pool = pool_core::Pool<Manager>;
-
-/// A connection checked out of a [`Pool`]; derefs to [`ConnWrapper`] and from there to
-/// [`mysql_async::Conn`]. Dropping it returns the connection to the pool.
-pub type PooledConn = pool_core::Pooled<Manager>;
-
-/// The error of [`Pool::get`] and friends: the pool's own error around a driver error.
-pub type Error = pool_core::PoolError<mysql_async::Error>;
+pool_core::backend_surface!(Manager, mysql_async::Error);
 
 /// Builds a pool of at most `max_size` connections to the database at `url`
 /// (`mysql://user:password@host:port/db`), every other setting at its default. The URL is parsed

@@ -27,18 +27,12 @@ pub use tokio_postgres;
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub use tokio_postgres_rustls;
 
-/// A pool of PostgreSQL connections.
-pub type Pool = pool_core::Pool<Manager>;
+pool_core::backend_surface!(Manager, tokio_postgres::Error);
 
-/// A connection checked out of a [`Pool`]; derefs to [`ClientWrapper`] and from there to
-/// [`tokio_postgres::Client`]. Dropping it returns the connection to the pool.
-pub type Client = pool_core::Pooled<Manager>;
-
-/// One handle over a primary pool and read-replica pools (see [`pool_core::ReadWrite`]).
-pub type ReadWritePool = pool_core::ReadWrite<Manager>;
-
-/// The error of [`Pool::get`] and friends: the pool's own error around a driver error.
-pub type Error = pool_core::PoolError<tokio_postgres::Error>;
+/// A connection checked out of a [`Pool`] (the name before [`PooledConn`]; it shadows
+/// `tokio_postgres::Client`, so prefer [`PooledConn`]). Derefs to [`ClientWrapper`] and from
+/// there to [`tokio_postgres::Client`].
+pub type Client = PooledConn;
 
 /// Builds a pool of at most `max_size` connections to the database at `url`, with every other
 /// setting at its default (no TLS; see [`Manager`] and [`pool_core::Builder`] for the rest).

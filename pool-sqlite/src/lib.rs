@@ -18,15 +18,14 @@ pub use config::{ConfigError, InitHook, Synchronous};
 pub use conn::{InteractError, SqliteConn, SqliteGuard};
 pub use error::classify;
 pub use manager::SqliteManager;
-pub use pool_core::{ErrorClass, RetryPolicy};
 pub use rusqlite;
 
-/// A pool of SQLite connections.
-pub type Pool = pool_core::Pool<SqliteManager>;
-/// A connection checked out of a [`Pool`]; dereferences to [`SqliteConn`].
-pub type Pooled = pool_core::Pooled<SqliteManager>;
-/// The error of [`Pool::get`](pool_core::Pool::get) and friends.
-pub type Error = pool_core::PoolError<rusqlite::Error>;
+pool_core::backend_surface!(SqliteManager, rusqlite::Error);
+
+/// The manager, under the name every backend uses.
+pub type Manager = SqliteManager;
+/// A connection checked out of a [`Pool`] (the name before [`PooledConn`]).
+pub type Pooled = PooledConn;
 
 /// A pool of at most `max_size` connections to the database `url` (see
 /// [`SqliteManager::from_url`] for the accepted forms), with default settings.
@@ -48,7 +47,9 @@ mod sealed {
 
 /// One-call helpers on a [`Pool`]: get a connection, run a closure with it, return it.
 ///
-/// Implemented for [`Pool`] only. Bring it into scope with `use pool_sqlite::SqlitePool;`.
+/// Implemented for [`Pool`] only. `pool.interact(..)` and `pool.interact_blocking(..)` need no
+/// import (they are inherent methods of the pool through [`pool_core::Interact`]); this trait
+/// remains for code that names it.
 pub trait SqlitePool: sealed::Sealed {
     /// Gets a connection (waiting asynchronously) and runs `f` with it on tokio's blocking
     /// threads; see [`SqliteConn::interact`].
@@ -89,6 +90,46 @@ pub trait SqlitePool: sealed::Sealed {
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>;
 }
 
+/// `interact` on a pool handle of its own (the future borrows nothing).
+async fn interact_owned<F, T>(pool: Pool, f: F) -> Result<T, InteractError>
+where
+    F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => handoff::interact(&pool, runtime, f).await,
+        // No runtime: `get` cannot wait; `f` runs inline, as `SqliteConn::interact`'s.
+        Err(_) => {
+            let conn = pool.get().await?;
+            Ok(conn.interact(f).await??)
+        }
+    }
+}
+
+impl pool_core::Interact for SqliteManager {
+    type Target = rusqlite::Connection;
+    type Failure = rusqlite::Error;
+    type InteractError = InteractError;
+
+    fn interact<F, T>(
+        pool: Pool,
+        f: F,
+    ) -> impl Future<Output = Result<T, InteractError>> + Send + 'static
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        interact_owned(pool, f)
+    }
+
+    fn interact_blocking<F, T>(pool: &Pool, f: F) -> Result<T, InteractError>
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    {
+        SqlitePool::interact_blocking(pool, f)
+    }
+}
+
 impl SqlitePool for Pool {
     fn interact<F, T>(
         &self,
@@ -98,17 +139,7 @@ impl SqlitePool for Pool {
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.clone();
-        async move {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => handoff::interact(&pool, runtime, f).await,
-                // No runtime: `get` cannot wait; `f` runs inline, as `SqliteConn::interact`'s.
-                Err(_) => {
-                    let conn = pool.get().await?;
-                    Ok(conn.interact(f).await??)
-                }
-            }
-        }
+        interact_owned(self.clone(), f)
     }
 
     fn interact_blocking<F, T>(&self, f: F) -> Result<T, InteractError>

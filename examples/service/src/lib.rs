@@ -1,15 +1,18 @@
 //! An axum service on PostgreSQL and SQLite, built the way the pool is meant to be used in a
 //! real service:
 //!
-//! - two configure-once global pools ([`PG`], [`SQLITE`]), set up by [`setup`] at startup and
-//!   used from any handler;
-//! - a connection scope per request ([`pool_core::ScopeLayer`]): a handler at any depth takes
-//!   the request's PostgreSQL connection with `PG.pool()?.scoped()`; the connection is opened
+//! - two configure-once global pools (`pool_postgres::global()`, `pool_sqlite::global()`), set
+//!   up by [`setup`] at startup and used from any handler;
+//! - a connection scope per request ([`pool_postgres::ScopeLayer`]): a handler at any depth
+//!   takes the request's PostgreSQL connection with `pg()?.scoped()`; the connection is opened
 //!   on first use and goes back when the response is ready (or the client hangs up);
 //! - SQLite work runs on blocking threads through `interact`, never on the runtime's workers;
 //! - `/metrics` in Prometheus text, the pools' state under OpenTelemetry's
 //!   `db.client.connection.*` names;
-//! - errors answered as `500` with their whole cause chain ([`pool_core::Report`]).
+//! - errors answered as `500` with their whole cause chain ([`pool_postgres::Report`]).
+//!
+//! It depends on the backend crates alone (`pool-postgres` with its `tower` and `metrics`
+//! features, `pool-sqlite`).
 //!
 //! `cargo run -p pool-example-service` serves it (see `src/main.rs` for its environment
 //! variables); `cargo test -p pool-example-service` runs it against the machine's PostgreSQL
@@ -23,14 +26,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use pool_core::{GlobalPool, MetricsExporter, Report, ScopeLayer};
-use pool_sqlite::SqlitePool;
+use pool_postgres::{MetricsExporter, Report, ScopeLayer};
 use serde::{Deserialize, Serialize};
 
-/// The PostgreSQL pool, configured by [`setup`].
-pub static PG: GlobalPool<pool_postgres::Manager> = GlobalPool::new();
-/// The SQLite pool, configured by [`setup`].
-pub static SQLITE: GlobalPool<pool_sqlite::SqliteManager> = GlobalPool::new();
+/// The PostgreSQL pool, configured by [`setup`] (`pool_postgres::global()`).
+///
+/// # Errors
+/// `PoolError::NotConfigured` before [`setup`].
+pub fn pg() -> Result<&'static pool_postgres::Pool, pool_postgres::Error> {
+    pool_postgres::global().pool()
+}
+
+/// The SQLite pool, configured by [`setup`] (`pool_sqlite::global()`).
+///
+/// # Errors
+/// `PoolError::NotConfigured` before [`setup`].
+pub fn sqlite() -> Result<&'static pool_sqlite::Pool, pool_sqlite::Error> {
+    pool_sqlite::global().pool()
+}
 
 /// What [`setup`] needs.
 #[derive(Debug, Clone)]
@@ -60,16 +73,16 @@ pub async fn setup(settings: &Settings) -> Result<(), BoxError> {
         .wait_timeout(Duration::from_secs(5))
         .build()?;
     let sqlite = pool_sqlite::pool(&settings.sqlite_url, settings.sqlite_max_size)?;
-    PG.configure(pg)?;
-    SQLITE.configure(sqlite)?;
-    PG.get()
+    pool_postgres::global().configure(pg)?;
+    pool_sqlite::global().configure(sqlite)?;
+    self::pg()?
+        .get()
         .await?
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS example_notes (id bigserial PRIMARY KEY, body text NOT NULL)",
         )
         .await?;
-    SQLITE
-        .pool()?
+    self::sqlite()?
         .interact(|c| {
             c.execute_batch(
                 "CREATE TABLE IF NOT EXISTS visits (page TEXT PRIMARY KEY, n INTEGER NOT NULL)",
@@ -83,12 +96,9 @@ pub async fn setup(settings: &Settings) -> Result<(), BoxError> {
 /// `/metrics`.
 ///
 /// # Panics
-/// When [`setup`] has not configured [`PG`].
+/// When [`setup`] has not configured the PostgreSQL pool.
 pub fn router(metrics: PrometheusHandle) -> Router {
-    let pg = PG
-        .pool()
-        .expect("setup() configures the pools first")
-        .clone();
+    let pg = pg().expect("setup() configures the pools first").clone();
     Router::new()
         .route("/notes", post(create_note))
         .route("/notes/{id}", get(read_note))
@@ -136,7 +146,7 @@ impl IntoResponse for AppError {
 }
 
 async fn create_note(Json(note): Json<Note>) -> Result<Json<Note>, AppError> {
-    let conn = PG.pool()?.scoped().await?;
+    let conn = pg()?.scoped().await?;
     let row = conn
         .query_one(
             "INSERT INTO example_notes (body) VALUES ($1) RETURNING id, body",
@@ -150,7 +160,7 @@ async fn create_note(Json(note): Json<Note>) -> Result<Json<Note>, AppError> {
 }
 
 async fn read_note(Path(id): Path<i64>) -> Result<Response, AppError> {
-    let conn = PG.pool()?.scoped().await?;
+    let conn = pg()?.scoped().await?;
     let row = conn
         .query_opt("SELECT id, body FROM example_notes WHERE id = $1", &[&id])
         .await?;
@@ -166,8 +176,7 @@ async fn read_note(Path(id): Path<i64>) -> Result<Response, AppError> {
 
 async fn visit(Path(page): Path<String>) -> Result<Json<Visits>, AppError> {
     let key = page.clone();
-    let visits = SQLITE
-        .pool()?
+    let visits = sqlite()?
         .interact(move |c| {
             c.query_row(
                 "INSERT INTO visits (page, n) VALUES (?1, 1)
@@ -181,20 +190,19 @@ async fn visit(Path(page): Path<String>) -> Result<Json<Visits>, AppError> {
 }
 
 async fn health() -> Result<&'static str, AppError> {
-    let conn = PG.pool()?.scoped().await?;
+    let conn = pg()?.scoped().await?;
     conn.simple_query("SELECT 1").await?;
-    SQLITE
-        .pool()?
+    sqlite()?
         .interact(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
         .await?;
     Ok("ok")
 }
 
 async fn render_metrics(handle: PrometheusHandle) -> String {
-    if let Ok(pool) = PG.pool() {
+    if let Ok(pool) = pg() {
         MetricsExporter::new("postgres").record(pool);
     }
-    if let Ok(pool) = SQLITE.pool() {
+    if let Ok(pool) = sqlite() {
         MetricsExporter::new("sqlite").record(pool);
     }
     handle.render()

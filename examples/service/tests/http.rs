@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pool_example_service::{router, setup, Note, Settings, Visits, PG, SQLITE};
+use pool_example_service::{pg, router, setup, sqlite, Note, Settings, Visits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
@@ -53,7 +53,10 @@ async fn a_few_hundred_requests_through_the_layer_the_global_pools_and_metrics()
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .expect("the test's recorder");
-    assert!(PG.get().await.is_err(), "not configured before setup");
+    assert!(
+        matches!(pg(), Err(pool_postgres::PoolError::NotConfigured)),
+        "not configured before setup"
+    );
     setup(&settings).await.expect("setup");
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -123,11 +126,11 @@ async fn a_few_hundred_requests_through_the_layer_the_global_pools_and_metrics()
     }
 
     // Every request's connection went back; the pools never opened more than their maximum.
-    let pg = PG.pool().unwrap();
+    let pg = pg().unwrap();
     let status = pg.status();
     assert_eq!(status.in_use, 0);
     assert!(status.size <= 4);
     assert!(pg.metrics().connects <= 4, "{:?}", pg.metrics());
-    assert_eq!(SQLITE.pool().unwrap().status().in_use, 0);
+    assert_eq!(sqlite().unwrap().status().in_use, 0);
     server.abort();
 }

@@ -1,7 +1,6 @@
 //! A query through the pool, with each API.
 
 use pool_sqlite::rusqlite::params;
-use pool_sqlite::SqlitePool;
 
 use crate::{count_items, pool_with_table, temp_db};
 

@@ -159,7 +159,6 @@ async fn threads_and_tasks_share_one_pool() {
         .map(|_| {
             let pool = pool.clone();
             tokio::spawn(async move {
-                use pool_sqlite::SqlitePool;
                 for _ in 0..20 {
                     pool.interact(|c| c.execute("INSERT INTO items (v) VALUES (2)", []))
                         .await
@@ -185,7 +184,6 @@ async fn threads_and_tasks_share_one_pool() {
 /// every connection is back in the pool by the time its request completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_pool_interacts_hand_connections_on() {
-    use pool_sqlite::SqlitePool;
     const TASKS: usize = 64;
     const ROUNDS: usize = 10;
     let (_dir, pool, opened) = setup();
@@ -232,7 +230,7 @@ async fn many_pool_interacts_hand_connections_on() {
 /// dropped while queued, it leaves the queue and its closure never runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_pool_interact_times_out_or_cancels_cleanly() {
-    use pool_sqlite::{InteractError, SqlitePool};
+    use pool_sqlite::InteractError;
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;
     let (dir, url) = temp_db();

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pool_core::Pooled;
-use pool_sqlite::{InteractError, SqlitePool};
+use pool_sqlite::InteractError;
 
 use crate::{count_items, pool_with_table};
 

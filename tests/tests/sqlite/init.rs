@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pool_core::PoolError;
 use pool_sqlite::rusqlite::{self, Connection};
-use pool_sqlite::{ErrorClass, InteractError, Pool, SqliteManager, SqlitePool, Synchronous};
+use pool_sqlite::{ErrorClass, InteractError, Pool, SqliteManager, Synchronous};
 
 use crate::{counting_manager, temp_db};
 

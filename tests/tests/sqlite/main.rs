@@ -76,7 +76,6 @@ fn pool_types_are_send_and_sync() {
 
 #[test]
 fn interact_futures_are_send() {
-    use pool_sqlite::SqlitePool;
     fn send<T: Send>(_: &T) {}
     let pool = pool_sqlite::pool("sqlite::memory:", 1).unwrap();
     let fut = pool.interact(|c| c.execute_batch("SELECT 1"));

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pool_sqlite::{Pool, SqliteManager, SqlitePool};
+use pool_sqlite::{Pool, SqliteManager};
 
 #[tokio::test]
 async fn pooled_connections_share_one_memory_database() {

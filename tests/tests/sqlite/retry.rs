@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pool_sqlite::rusqlite::{self, ffi};
-use pool_sqlite::{ErrorClass, InteractError, RetryPolicy, SqlitePool};
+use pool_sqlite::{ErrorClass, InteractError, RetryPolicy};
 
 use crate::pool_with_table;
 

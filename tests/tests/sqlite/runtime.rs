@@ -7,7 +7,7 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use pool_core::Pooled;
-use pool_sqlite::{Pool, SqliteManager, SqlitePool};
+use pool_sqlite::{Pool, SqliteManager};
 
 use crate::{count_items, temp_db};
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use pool_benches::baseline::{Baseline, BlockingBaseline};
-use pool_sqlite::{InteractError, SqlitePool};
+use pool_sqlite::InteractError;
 use rusqlite::{Connection, ErrorCode};
 
 use crate::runner::{self, Load, RunResult};
