@@ -277,3 +277,9 @@ setup_pgbouncer() {
 setup_postgres
 setup_mariadb
 setup_pgbouncer
+
+# The TLS tests generate their server certificate with the openssl CLI (Debian's postgresql
+# usually pulls it in through ssl-cert; make sure).
+if ! command -v openssl >/dev/null 2>&1; then
+    apt_install openssl
+fi

@@ -2,12 +2,12 @@
 //! dedicated connections without any pool (the ceiling).
 //!
 //! - `postgres/tasksN/<x>`: `SELECT 1`, prepared once per connection, at 8 and 64 tasks on 8
-//!   connections: ours (pool-postgres, default `ResetMode::Rollback` and `ours_noreset`),
+//!   connections: ours (pool-postgres, default `ResetMode::Auto` and `ours_noreset`),
 //!   deadpool-postgres, bb8-postgres (statement prepared at connect) and `dedicated`: 8
 //!   tokio-postgres clients, task `i` always using client `i % 8` behind a mutex (exclusive
 //!   use, as from a pool, but without one).
 //! - `mysql/tasksN/<x>`: the same with mysql_async: ours (pool-mysql, default
-//!   `ResetMode::Rollback` and `ours_noreset`), mysql_async's own `Pool` with reset on return off
+//!   `ResetMode::Session` and `ours_noreset`), mysql_async's own `Pool` with reset on return off
 //!   (`mysql_async`, like `ours_noreset`) and on (`mysql_async_reset`, its default) and
 //!   dedicated `Conn`s.
 //! - `sqlite/tasks8/<x>` and `sqlite/threads4/<x>`: a point read on a 10 000-row table: ours

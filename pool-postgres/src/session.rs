@@ -9,7 +9,8 @@
 //! - it starts with `SET` (but not `SET LOCAL` / `SET TRANSACTION`, which end with the
 //!   transaction), `RESET`, `LISTEN`, `PREPARE`, `DEALLOCATE`, `DECLARE` (a cursor may be
 //!   `WITH HOLD`), `LOAD`, or `DO` / `CALL` (code that may do any of these);
-//! - or it names, anywhere, `TEMP` / `TEMPORARY` (temporary tables, `SELECT … INTO TEMP`),
+//! - or it names, anywhere, `TEMP` / `TEMPORARY` / `pg_temp` (temporary tables,
+//!   `SELECT … INTO TEMP`, `CREATE TABLE pg_temp.t`),
 //!   `set_config`, a session-level advisory lock function (`pg_advisory_lock`,
 //!   `pg_try_advisory_lock`, and their `_shared` forms), or `dblink_connect`.
 //!
@@ -73,6 +74,7 @@ const STARTS: &[&str] = &[
 const ANYWHERE: &[&str] = &[
     "temp",
     "temporary",
+    "pg_temp",
     "set_config",
     "pg_advisory_lock",
     "pg_advisory_lock_shared",
@@ -254,6 +256,7 @@ mod tests {
             "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
             "CREATE TEMP TABLE t (x int)",
             "create temporary table t (x int)",
+            "CREATE TABLE pg_temp.t (x int)",
             "SELECT 1 INTO TEMP t",
             "SELECT set_config('a.b', 'c', false)",
             "SELECT pg_catalog.set_config('a.b', 'c', false)",

@@ -93,7 +93,13 @@ fn connect_errors_and_logs_do_not_contain_the_password() {
             .execute("SELECT pg_terminate_backend($1)", &[&pid])
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Wait (bounded) until the connection task has seen the termination and logged it.
+        for _ in 0..200 {
+            if logs.text().contains("connection ended with an error") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         drop(pool.get().await.unwrap());
         pool.close();
     });

@@ -18,6 +18,7 @@ use std::time::Instant;
 use pool_benches::baseline::Baseline;
 use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
+use tokio_postgres::SimpleQueryMessage;
 
 use crate::runner::{self, Load, RunResult};
 use crate::target::{
@@ -62,26 +63,61 @@ impl Postgres {
             .map_err(|_| format!("no answer within {:?}", load.connect_timeout))?
             .map_err(|e| chain(&e))?;
         let task = tokio::spawn(conn);
+        // Simple-protocol statements only: the set-up works through PgBouncer in transaction
+        // mode too (the measured operations use `query_typed`, one unnamed statement each).
+        let scalar = |rows: Vec<SimpleQueryMessage>| {
+            rows.into_iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+        };
+        let read_only = scalar(client.simple_query("SHOW transaction_read_only").await?)
+            .is_some_and(|v| v == "on");
+        if read_only {
+            // A replica (or a read-only primary): reads only, on the table the primary has.
+            if load.read_ratio < 1.0 {
+                return Err(
+                    "the server is read-only (a replica?): run with --read-ratio 1, after one run against the primary created pool_loadgen".into(),
+                );
+            }
+            let have = scalar(
+                client
+                    .simple_query("SELECT count(*) FROM pool_loadgen")
+                    .await
+                    .map_err(|e| format!("pool_loadgen is missing on this read-only server (run loadgen against the primary first): {}", chain(&e)))?,
+            );
+            if have.as_deref() != Some(load.rows.to_string().as_str()) {
+                return Err(format!(
+                    "pool_loadgen on this read-only server has {have:?} rows, not {}: run loadgen against the primary with the same --rows first",
+                    load.rows
+                )
+                .into());
+            }
+            drop(client);
+            task.abort();
+            return Ok(());
+        }
         client
             .batch_execute(
                 "CREATE TABLE IF NOT EXISTS pool_loadgen (
                      id BIGINT PRIMARY KEY, val BIGINT NOT NULL, note TEXT NOT NULL)",
             )
             .await?;
-        let have: i64 = client
-            .query_one("SELECT count(*) FROM pool_loadgen", &[])
-            .await?
-            .get(0);
-        if have != load.rows {
-            client.batch_execute("TRUNCATE pool_loadgen").await?;
+        let have = scalar(
             client
-                .execute(
-                    "INSERT INTO pool_loadgen (id, val, note)
-                     SELECT g, 0, 'row ' || g FROM generate_series(1::bigint, $1) g",
-                    &[&load.rows],
-                )
+                .simple_query("SELECT count(*) FROM pool_loadgen")
+                .await?,
+        );
+        if have.as_deref() != Some(load.rows.to_string().as_str()) {
+            client
+                .batch_execute(&format!(
+                    "TRUNCATE pool_loadgen;
+                     INSERT INTO pool_loadgen (id, val, note)
+                     SELECT g, 0, 'row ' || g FROM generate_series(1::bigint, {}) g;
+                     ANALYZE pool_loadgen",
+                    load.rows
+                ))
                 .await?;
-            client.batch_execute("ANALYZE pool_loadgen").await?;
         }
         drop(client);
         task.abort();
