@@ -482,7 +482,9 @@ impl pool_core::Manager for Manager {
                     self.reset_mode == ResetMode::Auto && state.flags() & SESSION_CHANGED != 0;
                 // A request of the last holder still unanswered: its statement may still run
                 // on the server, and a ROLLBACK would wait behind it.
-                (state.outstanding() > 0, !state.is_clean(), session)
+                // Settled: everything the holder queued is written, so the wire state is the
+                // whole truth (the task may be polling again by now, for its own reasons).
+                (state.outstanding() > 0, !state.is_idle_on_wire(), session)
             }
             (ResetMode::Rollback, None) => (false, true, false),
             _ => (false, true, true),

@@ -105,8 +105,9 @@ impl TxState {
     }
 
     /// Whether everything written has been answered and the last answer said idle (requests
-    /// still queued on the driver's channel are not seen here: see [`TxState::is_clean`]).
-    fn is_idle_on_wire(&self) -> bool {
+    /// still queued on the driver's channel are not seen here: see [`TxState::is_clean`]; after
+    /// [`TxState::settle`] nothing queued before it is left unwritten).
+    pub(crate) fn is_idle_on_wire(&self) -> bool {
         self.word.load(Ordering::Acquire) == u64::from(IDLE)
     }
 
