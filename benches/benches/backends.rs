@@ -6,6 +6,9 @@
 //!   deadpool-postgres, bb8-postgres (statement prepared at connect) and `dedicated`: 8
 //!   tokio-postgres clients, task `i` always using client `i % 8` behind a mutex (exclusive
 //!   use, as from a pool, but without one).
+//! - `postgres_tls/tasksN/<x>`: the same statement over TLS: ours over TLS, ours over
+//!   plaintext, dedicated TLS connections (the server's certificate is not verified: loopback
+//!   measurement only).
 //! - `mysql/tasksN/<x>`: the same with mysql_async: ours (pool-mysql, default
 //!   `ResetMode::Session` and `ours_noreset`), mysql_async's own `Pool` with reset on return off
 //!   (`mysql_async`, like `ours_noreset`) and on (`mysql_async_reset`, its default) and
@@ -409,6 +412,143 @@ fn bench_postgres(c: &mut Criterion) {
     println!("postgres: our pool after the runs: {:?}", ours.metrics());
 }
 
+// ---------------------------------------------------------------- PostgreSQL over TLS
+
+/// Accepts any server certificate: the TLS group measures the cost of TLS on loopback against
+/// the machine's server (Debian's default `ssl = on` with its snake-oil certificate), it is no
+/// client to copy.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn loopback_tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+/// `postgres_tls/tasksN/<x>`: the `postgres` group's statement over TLS (`sslmode=require`):
+/// ours over TLS (the session followed above TLS, so a clean connection costs no round trip),
+/// ours over plaintext, and dedicated TLS connections. Skipped when the server has no TLS.
+fn bench_postgres_tls(c: &mut Criterion) {
+    let url = env::pg_url();
+    let rt = runtime();
+    let mut plain = match tokio_postgres::Config::from_str(&url) {
+        Ok(c) => c,
+        Err(e) => return skip("postgres_tls", &url, &e),
+    };
+    plain.connect_timeout(env::CONNECT_TIMEOUT);
+    let mut tls = plain.clone();
+    tls.ssl_mode(tokio_postgres::config::SslMode::Require);
+    let dedicated = match rt.block_on(async {
+        let mut out = Vec::with_capacity(CONNS);
+        for _ in 0..CONNS {
+            let (client, conn) = tls.connect(loopback_tls()).await?;
+            tokio::spawn(conn);
+            let stmt = client.prepare("SELECT 1").await?;
+            out.push(Arc::new(Mutex::new((client, stmt))));
+        }
+        Ok::<_, tokio_postgres::Error>(out)
+    }) {
+        Ok(d) => Arc::new(d),
+        Err(e) => return skip("postgres_tls", &url, &e),
+    };
+    let ours_tls = pool_postgres::Pool::builder(pool_postgres::Manager::with_tls(
+        tls.clone(),
+        loopback_tls(),
+    ))
+    .max_size(CONNS)
+    .build()
+    .expect("pool config");
+    let ours_plain = pool_postgres::Pool::builder(pool_postgres::Manager::new(plain.clone()))
+        .max_size(CONNS)
+        .build()
+        .expect("pool config");
+    macro_rules! cached_select {
+        ($name:expr, $pool:expr) => {
+            pooled!($name, $pool, |pool| {
+                let client = pool.get().await.expect("get");
+                let stmt = client.prepare_cached("SELECT 1").await.expect("prepare");
+                let row = client.query_one(&stmt, &[]).await.expect("query");
+                black_box(row.get::<_, i32>(0));
+            })
+        };
+    }
+    let variants = [
+        cached_select!("ours_tls", ours_tls),
+        cached_select!("ours_plaintext", ours_plain),
+        variant("dedicated_tls", move |tasks, iters| {
+            let dedicated = Arc::clone(&dedicated);
+            spread(tasks, iters, move |i, n| {
+                let conn = Arc::clone(&dedicated[i % CONNS]);
+                async move {
+                    for _ in 0..n {
+                        let conn = conn.lock().await;
+                        let row = conn.0.query_one(&conn.1, &[]).await.expect("query");
+                        black_box(row.get::<_, i32>(0));
+                    }
+                }
+            })
+        }),
+    ];
+    let runs = TASKS.map(|tasks| ("tasks", tasks, &variants[..]));
+    bench_group(c, &rt, "postgres_tls", &runs);
+    println!(
+        "postgres_tls: our TLS pool after the runs: {:?} (resets: {})",
+        ours_tls.metrics(),
+        ours_tls.manager().resets()
+    );
+}
+
 // ---------------------------------------------------------------- MariaDB / MySQL
 
 async fn select_one<Q: Queryable>(q: &mut Q) {
@@ -673,7 +813,7 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(10);
-    targets = bench_postgres, bench_mysql, bench_sqlite
+    targets = bench_postgres, bench_postgres_tls, bench_mysql, bench_sqlite
 }
 
 fn main() {
