@@ -101,7 +101,18 @@ impl TxState {
     pub(crate) fn is_clean(&self) -> bool {
         // Acquire pairs with the connection task's AcqRel updates of `task`, which follow the
         // sniffer's Release stores of `word` in the same poll.
-        self.task.load(Ordering::Acquire) == DRAINED && self.is_idle_on_wire()
+        let mut task = self.task.load(Ordering::Acquire);
+        // The driver hands a response to its caller in the middle of a poll, so on a
+        // multi-threaded runtime the holder often checks in while the connection task is still
+        // finishing that poll (a flush, a microsecond). Wait for it briefly rather than make
+        // the next checkout settle.
+        let mut spins = 0;
+        while task == POLLING && spins < 256 {
+            std::hint::spin_loop();
+            spins += 1;
+            task = self.task.load(Ordering::Acquire);
+        }
+        task == DRAINED && self.is_idle_on_wire()
     }
 
     /// Whether everything written has been answered and the last answer said idle (requests
