@@ -41,15 +41,11 @@ async fn queued_then_dropped(rounds: i32) {
             // The guard goes back to the pool right away, before the connection task ran.
         }
         let client = pool.get().await.unwrap();
-        let in_tx: Option<i64> = client
-            .query_one("SELECT txid_current_if_assigned()", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(
-            in_tx, None,
-            "round {i}: the next user is inside the previous holder's transaction"
-        );
+        crate::util::assert_outside_transaction(
+            &client,
+            &format!("round {i}: the next user is inside the previous holder's transaction"),
+        )
+        .await;
         // The next user's own transaction commits only its own row.
         client
             .batch_execute(&format!(
@@ -133,12 +129,7 @@ async fn a_statement_still_running_is_cancelled_before_the_next_user_gets_the_co
         .unwrap()
         .get(0);
     assert_eq!(pid, again, "the same connection, cleaned");
-    let in_tx: Option<i64> = client
-        .query_one("SELECT txid_current_if_assigned()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(in_tx, None);
+    crate::util::assert_outside_transaction(&client, "after the cancelled statement").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,15 +62,11 @@ async fn check_no_leak(mode: ResetMode, how: &str) {
         .get(0);
     assert_eq!(n, 0, "the uncommitted insert must be gone ({how})");
     // Outside a transaction, no transaction id is assigned to a plain SELECT.
-    let in_tx: Option<i64> = client
-        .query_one("SELECT txid_current_if_assigned()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        in_tx, None,
-        "the next user must not be inside a transaction"
-    );
+    crate::util::assert_outside_transaction(
+        &client,
+        "the next user must not be inside a transaction",
+    )
+    .await;
     let state: String = admin
         .query_one("SELECT state FROM pg_stat_activity WHERE pid = $1", &[&pid])
         .await
@@ -212,17 +208,11 @@ async fn connections_left_in_a_transaction_are_reset() {
             let _ = client.batch_execute(sql).await;
         }
         let client = pool.get().await.unwrap();
-        let in_tx: Option<i64> = client
-            .query_one("SELECT txid_current_if_assigned()", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(
-            in_tx, None,
-            "{what}: the next user is outside a transaction"
-        );
-        // `txid_current_if_assigned` is NULL in a fresh transaction too: prove there is none.
-        client.batch_execute("BEGIN; COMMIT").await.unwrap();
+        crate::util::assert_outside_transaction(
+            &client,
+            &format!("{what}: the next user is outside a transaction"),
+        )
+        .await;
         assert_eq!(pool.manager().resets(), n as u64 + 1, "{what}: reset once");
     }
 }

@@ -181,15 +181,11 @@ async fn tls_sessions_are_followed_without_a_round_trip_per_checkout() {
             }
         }
         let client = pool.get().await.unwrap();
-        let in_tx: Option<i64> = client
-            .query_one("SELECT txid_current_if_assigned()", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(
-            in_tx, None,
-            "round {i}: the next user is outside any transaction"
-        );
+        crate::util::assert_outside_transaction(
+            &client,
+            &format!("round {i}: the next user is outside any transaction"),
+        )
+        .await;
     }
     let leaked: i64 = pool
         .get()

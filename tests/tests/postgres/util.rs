@@ -45,3 +45,18 @@ pub(crate) async fn sessions(admin: &tokio_postgres::Client, app: &str) -> i64 {
         .expect("pg_stat_activity")
         .get(0)
 }
+
+/// Asserts that `client`'s session is outside any transaction block: `SAVEPOINT` fails with
+/// 25P01 exactly then (a check a fresh `BEGIN` without writes cannot hide from, unlike
+/// `txid_current_if_assigned()`).
+pub(crate) async fn assert_outside_transaction(client: &tokio_postgres::Client, what: &str) {
+    let err = client
+        .batch_execute("SAVEPOINT pool_probe")
+        .await
+        .expect_err(what);
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::NO_ACTIVE_SQL_TRANSACTION),
+        "{what}: {err}"
+    );
+}
