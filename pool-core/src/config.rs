@@ -20,6 +20,11 @@ pub struct Config {
     pub max_size: usize,
     /// Idle connections kept open (pre-warmed at build, replenished by the reaper). Default: 0.
     /// Must not exceed `max_size`.
+    ///
+    /// A cost to know: with `min_idle > 0` a returned connection always goes back to the shared
+    /// idle set (so the reaper can count it), which turns off the per-thread fast path (a thread
+    /// taking back the connection it returned, without the pool lock): every get then takes the
+    /// pool lock. Keep it 0 unless cold-start latency matters more.
     pub min_idle: usize,
     /// The deadline of one acquisition as a whole: queueing for a connection, checking idle ones
     /// (`reset`, `validate`) and connecting. Default: 30 s. `connect_timeout` and

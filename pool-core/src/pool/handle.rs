@@ -208,7 +208,14 @@ impl<M: Manager> Pool<M> {
         &self.shared.config
     }
 
-    /// Closes every idle connection now. Returns how many.
+    /// Closes every idle connection now, however briefly idle (counted in
+    /// `Metrics::closed_manual`). Returns how many.
+    ///
+    /// Use it to shed connections at once (before a failover, after a burst). It is not the
+    /// tool for trimming a pool on a timer: called periodically it also closes connections that
+    /// were returned a moment ago and makes the next gets reconnect; set
+    /// [`Config::idle_timeout`] instead, which closes only those idle longer than it (counted in
+    /// `Metrics::closed_idle`) and keeps `min_idle`.
     pub fn close_idle(&self) -> usize {
         let closing = self
             .shared
