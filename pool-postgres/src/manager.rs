@@ -478,6 +478,11 @@ impl pool_core::Manager for Manager {
                 // task had not yet written what the last holder queued (or had not finished its
                 // poll). Let it catch up (no I/O), then look again.
                 state.settle().await;
+                if state.outstanding() > 0 {
+                    // Most often an answered error whose `ReadyForQuery` is a moment behind:
+                    // give it that moment before treating the request as still running.
+                    state.answered_within(Duration::from_millis(5)).await;
+                }
                 let session =
                     self.reset_mode == ResetMode::Auto && state.flags() & SESSION_CHANGED != 0;
                 // A request of the last holder still unanswered: its statement may still run

@@ -146,6 +146,25 @@ impl TxState {
         }
     }
 
+    /// Waits at most `grace` for every request written to be answered (the driver hands an
+    /// error to its caller before it has read the `ReadyForQuery` behind it). Returns whether
+    /// nothing is outstanding any more.
+    pub(crate) async fn answered_within(&self, grace: std::time::Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.settled.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.outstanding() == 0 || self.ended.load(Ordering::Acquire) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, wait).await;
+        self.outstanding() == 0
+    }
+
     /// The connection task begins a poll of the driver with `waker` as its own waker.
     pub(crate) fn begin_poll(&self, waker: &Waker) {
         {
