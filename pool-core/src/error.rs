@@ -44,16 +44,26 @@ pub enum PoolError<E> {
         /// The last connect error seen by this request, if any.
         last_error: Option<E>,
     },
-    /// Opening a connection failed with a driver error that retrying will not heal, or kept
-    /// failing until the connect timeout ran out.
+    /// Opening a connection failed with a driver error that retrying will not heal
+    /// ([`Manager::is_retryable`](crate::Manager::is_retryable) said so: a wrong password, an
+    /// unknown database, a bad setting).
     Backend(E),
-    /// Connects keep failing (the database looks down), so the pool fails fast instead of queueing
-    /// this request behind a dead server. After a backoff (100 ms doubling to 3.2 s) the next
+    /// The database cannot be reached: this request's connects failed with errors worth
+    /// retrying (connection refused, reset, the server shutting down) until its connect budget
+    /// or deadline ran out (`last_error` is the last of them), or connects keep failing, so the
+    /// pool fails fast instead of queueing this request behind a dead server (`last_error` is
+    /// `None`). In the fail-fast case, after a backoff (100 ms doubling to 3.2 s) the next
     /// request that needs a connection probes the server again (and the reaper does, when
     /// `min_idle` is set); a successful connect ends the fail-fast period.
+    ///
+    /// [`PoolError::kind`] sorts this, and a [`PoolError::Timeout`] of a phase that talks to the
+    /// server, as [`ErrorKind::Unavailable`]: match on that to treat an outage in one place.
     Unavailable {
-        /// Consecutive failed connects so far.
+        /// Failed connects: this request's attempts, or the pool's consecutive failures when
+        /// failing fast.
         failures: u32,
+        /// The last connect error of this request, if it made any attempt.
+        last_error: Option<E>,
     },
     /// The pool was closed.
     Closed,
@@ -65,14 +75,76 @@ pub enum PoolError<E> {
     NotConfigured,
 }
 
+/// What a [`PoolError`] means for the caller: one value per way to react, whatever variant
+/// and phase carried it. [`PoolError::kind`] returns it.
+///
+/// ```
+/// use pool_core::{ErrorKind, PoolError};
+/// fn status_code<E>(e: &PoolError<E>) -> u16 {
+///     match e.kind() {
+///         ErrorKind::Unavailable => 503, // the database is down or not answering
+///         ErrorKind::Exhausted => 503,   // every connection busy for the whole wait
+///         ErrorKind::Rejected => 500,    // wrong password, unknown database: fix the config
+///         _ => 500,
+///     }
+/// }
+/// let down: PoolError<std::io::Error> = PoolError::Unavailable { failures: 3, last_error: None };
+/// assert_eq!(status_code(&down), 503);
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The database cannot be reached or does not answer: connects refused or failing
+    /// ([`PoolError::Unavailable`]), or a connect, validation or reset that ran out of time or
+    /// after which the call's deadline passed ([`PoolError::Timeout`] with a phase other than
+    /// [`Phase::Wait`], or with a connect error on record). One outage, one kind.
+    Unavailable,
+    /// Every connection stayed busy for the whole wait, and no connect failed: the pool is too
+    /// small for the load, or connections are held too long.
+    Exhausted,
+    /// The server refused the connection for a reason retrying will not heal (wrong password,
+    /// unknown database): [`PoolError::Backend`].
+    Rejected,
+    /// The pool was closed.
+    Closed,
+    /// The pool was used in a way it does not allow: no scope, a busy scope, a global pool not
+    /// configured yet.
+    Misuse,
+}
+
 impl<E> PoolError<E> {
     /// The driver error behind this error, if there is one.
     pub fn backend(&self) -> Option<&E> {
         match self {
             PoolError::Backend(e) => Some(e),
-            PoolError::Timeout { last_error, .. } => last_error.as_ref(),
+            PoolError::Timeout { last_error, .. } | PoolError::Unavailable { last_error, .. } => {
+                last_error.as_ref()
+            }
             _ => None,
         }
+    }
+
+    /// What this error means for the caller (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PoolError::Unavailable { .. } => ErrorKind::Unavailable,
+            PoolError::Timeout {
+                phase: Phase::Wait,
+                last_error: None,
+                ..
+            } => ErrorKind::Exhausted,
+            PoolError::Timeout { .. } => ErrorKind::Unavailable,
+            PoolError::Backend(_) => ErrorKind::Rejected,
+            PoolError::Closed => ErrorKind::Closed,
+            PoolError::NoScope | PoolError::ScopeBusy | PoolError::NotConfigured => {
+                ErrorKind::Misuse
+            }
+        }
+    }
+
+    /// Whether the database looks down: [`ErrorKind::Unavailable`].
+    pub fn is_unavailable(&self) -> bool {
+        self.kind() == ErrorKind::Unavailable
     }
 
     /// Whether this is a [`PoolError::Timeout`].
@@ -96,7 +168,17 @@ impl<E> fmt::Display for PoolError<E> {
                 Ok(())
             }
             PoolError::Backend(_) => f.write_str("could not open a database connection"),
-            PoolError::Unavailable { failures } => write!(
+            PoolError::Unavailable {
+                failures,
+                last_error: Some(_),
+            } => write!(
+                f,
+                "database unavailable: {failures} connect attempt(s) failed"
+            ),
+            PoolError::Unavailable {
+                failures,
+                last_error: None,
+            } => write!(
                 f,
                 "database unavailable: {failures} consecutive connects failed; failing fast"
             ),

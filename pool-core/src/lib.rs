@@ -32,7 +32,7 @@ mod sync;
 mod tests;
 
 pub use config::{Builder, Config};
-pub use error::{BuildError, Phase, PoolError, ResizeError};
+pub use error::{BuildError, ErrorKind, Phase, PoolError, ResizeError};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use export::MetricsExporter;

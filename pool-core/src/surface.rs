@@ -89,7 +89,7 @@ macro_rules! backend_surface {
         pub use $crate::MetricsExporter;
         pub use $crate::{
             AlreadyConfigured, BuildError, Builder, CloseReason, Config, ConnMeta, EnvError,
-            ErrorClass, GlobalPool, HeldConn, Member, Metrics, Phase, PoolError, Report,
+            ErrorClass, ErrorKind, GlobalPool, HeldConn, Member, Metrics, Phase, PoolError, Report,
             ResizeError, RetryPolicy, Status,
         };
         #[cfg(feature = "tower")]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{
     advance, assert_accounting, assert_invariants, builder, settle, Behavior, Fake, FakeError,
 };
-use pool_core::{Phase, PoolError};
+use pool_core::{ErrorKind, Phase, PoolError};
 use tokio::time::Instant;
 
 fn source_of(err: &PoolError<FakeError>) -> &FakeError {
@@ -94,7 +94,7 @@ async fn retry_can_be_switched_off() {
     let pool = builder(&fake, 2).retry_connect(false).build().unwrap();
     let err = pool.get().await.unwrap_err();
     assert!(
-        matches!(&err, PoolError::Backend(e) if e.retryable),
+        matches!(&err, PoolError::Unavailable { failures: 1, last_error: Some(e) } if e.retryable),
         "{err:?}"
     );
     assert_eq!(fake.connect_calls(), 1);
@@ -224,7 +224,7 @@ async fn failed_connect_frees_its_slot_for_the_next_waiter_at_once() {
     assert_eq!(pool.status().waiting, 1);
     let err = first.await.unwrap().unwrap_err();
     assert!(
-        matches!(&err, PoolError::Backend(e) if e.call == 1),
+        matches!(&err, PoolError::Unavailable { last_error: Some(e), .. } if e.call == 1),
         "{err:?}"
     );
     let (got, waited) = second.await.unwrap().expect("the waiter connects");
@@ -244,13 +244,31 @@ async fn fail_fast_after_consecutive_failures_then_recovery() {
         .build()
         .unwrap();
     for _ in 0..3 {
-        assert!(matches!(pool.get().await, Err(PoolError::Backend(_))));
+        // A retryable connect error ends the request as an outage, with the driver's error.
+        let err = pool.get().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PoolError::Unavailable {
+                    failures: 1,
+                    last_error: Some(_)
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
     }
     assert_eq!(fake.connect_calls(), 3);
     let start = Instant::now();
     let err = pool.get().await.unwrap_err();
     assert!(
-        matches!(err, PoolError::Unavailable { failures: 3 }),
+        matches!(
+            err,
+            PoolError::Unavailable {
+                failures: 3,
+                last_error: None
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(start.elapsed(), Duration::ZERO, "fails fast");
@@ -291,10 +309,19 @@ async fn fail_fast_still_serves_idle_connections() {
     assert_ne!(keep, iid);
     let a = pool.get().await.unwrap(); // the idle one
     fake.set_connect(Behavior::FAIL);
-    assert!(matches!(pool.get().await, Err(PoolError::Backend(_))));
     assert!(matches!(
         pool.get().await,
-        Err(PoolError::Unavailable { .. })
+        Err(PoolError::Unavailable {
+            last_error: Some(_),
+            ..
+        })
+    ));
+    assert!(matches!(
+        pool.get().await,
+        Err(PoolError::Unavailable {
+            last_error: None,
+            ..
+        })
     ));
     drop(a);
     let b = pool
@@ -425,4 +452,91 @@ async fn close_wakes_a_request_whose_connect_is_in_flight() {
         "the late connection was closed"
     );
     assert_eq!(pool.status().size, 0);
+}
+
+/// One outage, one kind: a refused connect (retried until the budget ran out, or not retried), a
+/// connect that hangs past its budget, and failing fast all report `ErrorKind::Unavailable`;
+/// a refusal retrying cannot heal is `Rejected`, a full pool `Exhausted`.
+#[tokio::test(start_paused = true)]
+async fn an_outage_has_one_kind_whatever_its_shape() {
+    // Refused, retried until the connect budget ran out.
+    let fake = Fake::new();
+    fake.set_connect(Behavior::FAIL);
+    let pool = builder(&fake, 2)
+        .connect_timeout(Duration::from_millis(300))
+        .fail_fast_after(100)
+        .build()
+        .unwrap();
+    let retried = pool.get().await.unwrap_err();
+    assert!(fake.connect_calls() > 1, "it was retried");
+    assert_eq!(retried.kind(), ErrorKind::Unavailable, "{retried:?}");
+    assert!(retried.is_unavailable());
+    assert!(
+        retried.source().is_some(),
+        "keeps the driver's error: {retried:?}"
+    );
+
+    // A connect that never answers: a timeout in the connect phase.
+    let fake = Fake::new();
+    fake.set_connect(Behavior::Never);
+    let pool = builder(&fake, 2)
+        .connect_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let hung = pool.get().await.unwrap_err();
+    assert!(
+        matches!(
+            hung,
+            PoolError::Timeout {
+                phase: Phase::Connect,
+                ..
+            }
+        ),
+        "{hung:?}"
+    );
+    assert_eq!(hung.kind(), ErrorKind::Unavailable);
+
+    // Failing fast after consecutive failures.
+    let fake = Fake::new();
+    fake.set_connect(Behavior::FAIL);
+    let pool = builder(&fake, 2)
+        .retry_connect(false)
+        .fail_fast_after(1)
+        .build()
+        .unwrap();
+    let _ = pool.get().await.unwrap_err();
+    let fast = pool.get().await.unwrap_err();
+    assert!(
+        matches!(
+            fast,
+            PoolError::Unavailable {
+                last_error: None,
+                ..
+            }
+        ),
+        "{fast:?}"
+    );
+    assert_eq!(fast.kind(), ErrorKind::Unavailable);
+
+    // A refusal retrying will not heal (a wrong password).
+    let fake = Fake::new();
+    fake.set_connect(Behavior::Err { retryable: false });
+    let pool = builder(&fake, 2).build().unwrap();
+    let rejected = pool.get().await.unwrap_err();
+    assert!(matches!(rejected, PoolError::Backend(_)), "{rejected:?}");
+    assert_eq!(rejected.kind(), ErrorKind::Rejected);
+    assert!(!rejected.is_unavailable());
+
+    // Every connection busy for the whole wait: not an outage.
+    let fake = Fake::new();
+    let pool = builder(&fake, 1)
+        .wait_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let held = pool.get().await.unwrap();
+    let full = pool.get().await.unwrap_err();
+    assert_eq!(full.kind(), ErrorKind::Exhausted, "{full:?}");
+    drop(held);
+    pool.close();
+    assert_eq!(pool.get().await.unwrap_err().kind(), ErrorKind::Closed);
 }

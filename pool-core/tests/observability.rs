@@ -136,6 +136,10 @@ async fn error_display_does_not_repeat_the_source() {
             waited: Duration::from_secs(1),
             last_error: Some(e.clone()),
         },
+        PoolError::Unavailable {
+            failures: 2,
+            last_error: Some(e.clone()),
+        },
     ];
     for err in &errs {
         let shown = err.to_string();
@@ -153,7 +157,10 @@ async fn error_display_does_not_repeat_the_source() {
             waited: Duration::from_millis(5),
             last_error: None,
         },
-        PoolError::Unavailable { failures: 3 },
+        PoolError::Unavailable {
+            failures: 3,
+            last_error: None,
+        },
         PoolError::Closed,
         PoolError::NoScope,
         PoolError::ScopeBusy,

@@ -45,7 +45,10 @@ impl InteractError {
     pub fn class(&self) -> pool_core::ErrorClass {
         match self {
             InteractError::Sqlite(e) => crate::classify(e),
-            InteractError::Pool(pool_core::PoolError::Backend(e)) => crate::classify(e),
+            InteractError::Pool(e) if e.is_unavailable() => pool_core::ErrorClass::ConnectionLost,
+            InteractError::Pool(e) => e
+                .backend()
+                .map_or(pool_core::ErrorClass::Other, crate::classify),
             _ => pool_core::ErrorClass::Other,
         }
     }

@@ -204,7 +204,10 @@ impl<M: Manager> Shared<M> {
                 };
                 Err(self.timeout(phase, start, last_error.take()))
             }
-            Acquire::Unavailable(failures) => Err(PoolError::Unavailable { failures }),
+            Acquire::Unavailable(failures) => Err(PoolError::Unavailable {
+                failures,
+                last_error: None,
+            }),
             Acquire::Closed => Err(PoolError::Closed),
         }
     }
@@ -346,11 +349,15 @@ impl<M: Manager> Shared<M> {
                         Err(Some(ConnectFailure::Error(e))) => {
                             attempt += 1;
                             let delay = backoff(attempt);
-                            let retry = self.config.retry_connect
-                                && self.manager.is_retryable(&e)
-                                && limit.allows(Instant::now(), delay);
-                            if !retry {
+                            if !self.manager.is_retryable(&e) {
                                 return Err(PoolError::Backend(e));
+                            }
+                            if !(self.config.retry_connect && limit.allows(Instant::now(), delay)) {
+                                // An outage, not a refusal: the same shape as failing fast.
+                                return Err(PoolError::Unavailable {
+                                    failures: attempt,
+                                    last_error: Some(e),
+                                });
                             }
                             last_error = Some(e);
                             F::sleep(delay).await;

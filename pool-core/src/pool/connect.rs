@@ -61,7 +61,7 @@ impl<M: Manager> Shared<M> {
     ) {
         match &failure {
             ConnectFailure::Error(e) => {
-                tracing::warn!(pool = %self.config.name, error = %e, "connect failed")
+                tracing::warn!(pool = %self.config.name, error = %crate::Report::new(e), "connect failed")
             }
             ConnectFailure::TimedOut => tracing::warn!(
                 pool = %self.config.name,

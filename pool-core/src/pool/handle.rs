@@ -120,8 +120,9 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Errors
     /// [`PoolError::Timeout`] (with the phase and the last connect error), [`PoolError::Backend`]
-    /// for a connect error that retrying would not heal, [`PoolError::Unavailable`] while the
-    /// database is down, [`PoolError::Closed`].
+    /// for a connect error that retrying would not heal, [`PoolError::Unavailable`] when the
+    /// database cannot be reached, [`PoolError::Closed`]. [`PoolError::kind`] sorts them by what
+    /// the caller should do (an outage is always [`ErrorKind::Unavailable`](crate::ErrorKind)).
     ///
     /// `wait_timeout` is the deadline of the whole call: queueing, checking idle connections and
     /// connecting. Inside it, `validate_timeout` bounds each `reset`/`validate` and

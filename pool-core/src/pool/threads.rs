@@ -207,7 +207,7 @@ impl FrontEnd for Thread {
                 }
             }
             Err(e) => {
-                tracing::warn!(pool = %shared.config.name, error = %e, "connect failed");
+                tracing::warn!(pool = %shared.config.name, error = %crate::Report::new(&e), "connect failed");
                 let (wakes, failure) =
                     shared
                         .state
