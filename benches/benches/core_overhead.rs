@@ -24,7 +24,8 @@
 //!
 //! `POOL_BENCH_COOP=off` runs every contender's task loop under
 //! `tokio::task::coop::unconstrained` (the control for a lead that comes from not yielding to
-//! tokio's cooperative budget).
+//! tokio's cooperative budget). `POOL_BENCH_ONLY=tasks16,threads32` runs only the named cases
+//! of the reports.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -522,6 +523,9 @@ fn latency_report(rounds: usize, round: Duration) {
         .map(|&t| (t, POOL_SIZE, false))
         .chain(HOLD.iter().map(|&(t, size)| (t, size, true)));
     for (tasks, size, hold) in cases {
+        if !report_selected(&case_name(tasks, size, hold)) {
+            continue;
+        }
         let ours = noop::ours(size);
         let base = noop::baseline(size);
         let dead = noop::deadpool(size);
@@ -564,6 +568,15 @@ fn latency_report(rounds: usize, round: Duration) {
     }
 }
 
+/// Whether the reports run this case: all of them, or those named (comma-separated, e.g.
+/// `tasks16,tasks256_hold,threads32`) in `POOL_BENCH_ONLY`.
+fn report_selected(case: &str) -> bool {
+    match std::env::var("POOL_BENCH_ONLY") {
+        Ok(only) if !only.trim().is_empty() => only.split(',').any(|c| c.trim() == case),
+        _ => true,
+    }
+}
+
 /// Sustained blocking gets at 8, 32 and 128 OS threads on a pool of 8: ours (strict FIFO, and
 /// with the opt-in queue bypass) beside r2d2 and the baseline's `Mutex<Vec>` + `Condvar`,
 /// interleaved like the async report. Fairness is per thread. Rounds are 2.5× as long as the
@@ -584,6 +597,9 @@ fn threads_report(rounds: usize, round: Duration) {
     let r2d2 = noop::r2d2(POOL_SIZE);
     let base = noop::blocking_baseline(POOL_SIZE);
     for threads in REPORT_THREADS {
+        if !report_selected(&format!("threads{threads}")) {
+            continue;
+        }
         let contenders: Vec<Contender<'_>> = vec![
             (
                 "ours",
