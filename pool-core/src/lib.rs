@@ -45,7 +45,7 @@ pub use manager::{BlockingManager, CloseReason, ConnMeta, Manager};
 pub use metrics::{HeldConn, Metrics, Status};
 pub use pool::Pool;
 pub use report::Report;
-pub use retry::{retry, retry_blocking, ErrorClass, RetryPolicy};
+pub use retry::{retry, retry_blocking, ErrorClass, RetryPolicy, WorkError};
 pub use routing::{Member, ReadWrite};
 pub use scope::ScopedConn;
 pub use settings::EnvError;

@@ -1,8 +1,11 @@
 //! Classifying database errors and rerunning a unit of work on the transient ones (oslo.db's
 //! exception filters and `wrap_db_retry`).
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
+
+use crate::{Manager, Pool, PoolError, Pooled};
 
 /// What kind of failure a database error is, across backends. Each backend crate provides a
 /// `classify` function mapping its driver's errors to this.
@@ -65,6 +68,22 @@ impl RetryPolicy {
         self
     }
 
+    /// Whether attempt `attempt` (1-based), which failed with an error of `class`, is rerun,
+    /// and after which delay.
+    fn rerun_after(&self, attempt: u32, class: ErrorClass) -> Option<Duration> {
+        if attempt >= self.max_attempts || !class.is_transient() {
+            return None;
+        }
+        let delay = self.delay(attempt);
+        tracing::debug!(
+            attempt,
+            ?delay,
+            ?class,
+            "retrying after a transient database error"
+        );
+        Some(delay)
+    }
+
     /// The delay before rerun `n` (1-based): exponential, capped, with "equal jitter" (between
     /// half and all of the step), so that clients that failed together do not retry together.
     pub fn delay(&self, n: u32) -> Duration {
@@ -119,13 +138,111 @@ where
     loop {
         match op().await {
             Ok(v) => return Ok(v),
-            Err(e) if attempt < policy.max_attempts && classify(&e).is_transient() => {
-                let delay = policy.delay(attempt);
-                tracing::debug!(attempt, ?delay, class = ?classify(&e), "retrying after a transient database error");
+            Err(e) => {
+                let delay = policy.rerun_after(attempt, classify(&e)).ok_or(e)?;
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
-            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The error of a unit of work run by [`Pool::retry`]: no connection could be had, or the work
+/// itself failed with the driver's error `E`. `?` converts both into it inside the work.
+#[derive(Debug)]
+pub enum WorkError<E> {
+    /// Getting a connection failed.
+    Pool(PoolError<E>),
+    /// The work failed with the driver's error.
+    Db(E),
+}
+
+impl<E> WorkError<E> {
+    /// Sorts this error with the backend's `classify` for the driver's errors: a pool that could
+    /// not reach the database ([`PoolError::is_unavailable`]) is a lost connection.
+    pub fn class(&self, classify: impl Fn(&E) -> ErrorClass) -> ErrorClass {
+        match self {
+            WorkError::Db(e) => classify(e),
+            WorkError::Pool(p) if p.is_unavailable() => ErrorClass::ConnectionLost,
+            WorkError::Pool(p) => p.backend().map_or(ErrorClass::Other, classify),
+        }
+    }
+
+    /// The driver's error behind this one, if there is one.
+    pub fn db(&self) -> Option<&E> {
+        match self {
+            WorkError::Db(e) => Some(e),
+            WorkError::Pool(p) => p.backend(),
+        }
+    }
+}
+
+impl<E> From<PoolError<E>> for WorkError<E> {
+    fn from(e: PoolError<E>) -> Self {
+        WorkError::Pool(e)
+    }
+}
+
+impl<E: std::error::Error> From<E> for WorkError<E> {
+    fn from(e: E) -> Self {
+        WorkError::Db(e)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for WorkError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkError::Pool(e) => fmt::Display::fmt(e, f),
+            WorkError::Db(_) => f.write_str("the database returned an error"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for WorkError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WorkError::Pool(e) => e.source(),
+            WorkError::Db(e) => Some(e),
+        }
+    }
+}
+
+impl<M: Manager> Pool<M> {
+    /// Runs a unit of work on a fresh connection, and again on another fresh one, with jittered
+    /// backoff, while it fails with a transient error (a deadlock, a serialization failure, a
+    /// lost connection or a database that cannot be reached, as `classify` sorts the driver's
+    /// errors), up to `policy.max_attempts` attempts in all. `work` must redo the whole unit
+    /// (begin, …, commit): the failed attempt's transaction was rolled back, and its connection
+    /// goes back to the pool (or is closed, if broken) before the next attempt takes one.
+    ///
+    /// Each backend wraps this with its own `classify` as `retry(&pool, &policy, work)`.
+    ///
+    /// # Errors
+    /// The last attempt's error, or the first one that is not transient.
+    pub async fn retry<T, F, Fut>(
+        &self,
+        policy: &RetryPolicy,
+        classify: impl Fn(&M::Error) -> ErrorClass,
+        mut work: F,
+    ) -> Result<T, WorkError<M::Error>>
+    where
+        F: FnMut(Pooled<M>) -> Fut,
+        Fut: Future<Output = Result<T, WorkError<M::Error>>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let out = match self.get().await {
+                Ok(conn) => work(conn).await,
+                Err(e) => Err(WorkError::Pool(e)),
+            };
+            match out {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let delay = policy.rerun_after(attempt, e.class(&classify)).ok_or(e)?;
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
         }
     }
 }
@@ -143,13 +260,11 @@ pub fn retry_blocking<T, E>(
     loop {
         match op() {
             Ok(v) => return Ok(v),
-            Err(e) if attempt < policy.max_attempts && classify(&e).is_transient() => {
-                let delay = policy.delay(attempt);
-                tracing::debug!(attempt, ?delay, class = ?classify(&e), "retrying after a transient database error");
+            Err(e) => {
+                let delay = policy.rerun_after(attempt, classify(&e)).ok_or(e)?;
                 std::thread::sleep(delay);
                 attempt += 1;
             }
-            Err(e) => return Err(e),
         }
     }
 }

@@ -103,6 +103,8 @@ macro_rules! backend_surface {
         pub type ScopedConn = $crate::ScopedConn<$manager>;
         /// The error of [`Pool::get`](pool_core::Pool::get) and friends.
         pub type Error = $crate::PoolError<$error>;
+        /// The error of a unit of work run by `retry`: no connection, or the driver's error.
+        pub type WorkError = $crate::WorkError<$error>;
         /// One handle over a primary pool and read-replica pools.
         pub type ReadWritePool = $crate::ReadWrite<$manager>;
 

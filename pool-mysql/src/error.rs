@@ -47,35 +47,38 @@ pub fn classify_pool_error(err: &PoolError<Error>) -> ErrorClass {
     }
 }
 
-/// Runs `op` again, with jittered backoff, while it fails with a deadlock, a lock wait timeout or
-/// a lost connection ([`classify`]), up to `policy.max_attempts` times in all.
+/// Runs a unit of work on a fresh pooled connection, and again on another fresh one, with
+/// jittered backoff, while it fails with a deadlock, a lock wait timeout, a lost connection or a
+/// database that cannot be reached ([`classify`]), up to `policy.max_attempts` attempts in all.
+/// The same shape in every backend: `retry(&pool, &policy, |conn| …)`.
 ///
-/// `op` must redo the whole unit of work, since the failed attempt was rolled back.
+/// `work` must redo the whole unit, since the failed attempt was rolled back. Inside it, `?`
+/// turns both a driver error and a pool error into [`WorkError`](crate::WorkError).
 ///
 /// # Errors
 ///
-/// The last error of `op` when it is not retryable or the attempts are used up.
+/// The last attempt's error, or the first one that is not transient.
 ///
 /// ```no_run
 /// # async fn demo(pool: pool_mysql::Pool) -> Result<(), Box<dyn std::error::Error>> {
 /// use pool_mysql::mysql_async::prelude::*;
 ///
-/// let policy = pool_core::RetryPolicy::default();
-/// let pool = &pool;
-/// pool_mysql::retry(&policy, || async move {
-///     let mut conn = pool
-///         .get()
-///         .await
-///         .map_err(|e| pool_mysql::mysql_async::Error::Other(Box::new(e)))?;
-///     conn.query_drop("UPDATE account SET n = n + 1 WHERE id = 1").await
+/// let policy = pool_mysql::RetryPolicy::default();
+/// pool_mysql::retry(&pool, &policy, |mut conn| async move {
+///     conn.query_drop("UPDATE account SET n = n + 1 WHERE id = 1").await?;
+///     Ok(())
 /// })
 /// .await?;
 /// # Ok(()) }
 /// ```
-pub async fn retry<T, F, Fut>(policy: &RetryPolicy, op: F) -> Result<T, Error>
+pub async fn retry<T, F, Fut>(
+    pool: &crate::Pool,
+    policy: &RetryPolicy,
+    work: F,
+) -> Result<T, crate::WorkError>
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
+    F: FnMut(crate::PooledConn) -> Fut,
+    Fut: Future<Output = Result<T, crate::WorkError>>,
 {
-    pool_core::retry(policy, classify, op).await
+    pool.retry(policy, classify, work).await
 }

@@ -83,30 +83,38 @@ pub fn classify_pool_error(err: &PoolError<tokio_postgres::Error>) -> ErrorClass
     }
 }
 
-/// Runs `op` again, with jittered backoff, while it fails with a deadlock, a serialization
-/// failure or a lost connection ([`classify`]), up to `policy.max_attempts` times in all.
+/// Runs a unit of work on a fresh pooled connection, and again on another fresh one, with
+/// jittered backoff, while it fails with a deadlock, a serialization failure, a lost connection
+/// or a database that cannot be reached ([`classify`]), up to `policy.max_attempts` attempts in
+/// all. The same shape in every backend: `retry(&pool, &policy, |conn| …)`.
 ///
-/// `op` must redo the whole unit of work (take a connection, begin, …, commit), since the failed
-/// attempt was rolled back.
+/// `work` must redo the whole unit (begin, …, commit), since the failed attempt was rolled back.
+/// Inside it, `?` turns both a driver error and a pool error into [`WorkError`](crate::WorkError).
 ///
 /// # Errors
 ///
-/// The last error of `op` when it is not retryable or the attempts are used up.
+/// The last attempt's error, or the first one that is not transient.
 ///
 /// ```no_run
 /// # async fn demo(pool: pool_postgres::Pool) -> Result<(), Box<dyn std::error::Error>> {
-/// let policy = pool_core::RetryPolicy::default();
-/// let client = pool.get().await?;
-/// pool_postgres::retry(&policy, || {
-///     client.batch_execute("BEGIN; UPDATE account SET n = n + 1 WHERE id = 1; COMMIT")
+/// let policy = pool_postgres::RetryPolicy::default();
+/// let n: i64 = pool_postgres::retry(&pool, &policy, |client| async move {
+///     client
+///         .batch_execute("BEGIN; UPDATE account SET n = n + 1 WHERE id = 1; COMMIT")
+///         .await?;
+///     Ok(client.query_one("SELECT n FROM account WHERE id = 1", &[]).await?.get(0))
 /// })
 /// .await?;
-/// # Ok(()) }
+/// # let _ = n; Ok(()) }
 /// ```
-pub async fn retry<T, F, Fut>(policy: &RetryPolicy, op: F) -> Result<T, tokio_postgres::Error>
+pub async fn retry<T, F, Fut>(
+    pool: &crate::Pool,
+    policy: &RetryPolicy,
+    work: F,
+) -> Result<T, crate::WorkError>
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+    F: FnMut(crate::PooledConn) -> Fut,
+    Fut: Future<Output = Result<T, crate::WorkError>>,
 {
-    pool_core::retry(policy, classify, op).await
+    pool.retry(policy, classify, work).await
 }

@@ -6,6 +6,7 @@ mod dead_peer;
 mod dirty;
 mod failures;
 mod outage;
+mod retry;
 mod secrets;
 mod server;
 mod session;

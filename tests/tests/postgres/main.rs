@@ -9,6 +9,7 @@ mod failures;
 mod outage;
 mod pgbouncer;
 mod replica;
+mod retry;
 mod secrets;
 mod server;
 mod session;
