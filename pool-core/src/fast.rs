@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::core::{Closing, Entry, Holder, Idle, State, Wake};
+use crate::core::{After, Entry, Holder, Idle, State};
 use crate::guard::Pooled;
 use crate::manager::Manager;
 use crate::pool::Shared;
@@ -119,7 +119,7 @@ pub(crate) fn reset_thread_numbers() {
 }
 
 /// What moving parked connections back into the core left to do after unlocking.
-pub(crate) type Flushed<C> = Vec<(Option<Wake>, Option<Closing<C>>)>;
+pub(crate) type Flushed<C> = After<C>;
 
 impl<M: Manager> Shared<M> {
     /// This thread's slot in this pool.
@@ -272,7 +272,7 @@ impl<M: Manager> Shared<M> {
         self.set_fast(false);
         crate::sync::handshake_fence();
         if self.fast.parked.load(Ordering::SeqCst) == 0 {
-            return Vec::new();
+            return After::none();
         }
         self.flush(st, now)
     }
@@ -285,7 +285,7 @@ impl<M: Manager> Shared<M> {
         st: &mut State<M::Connection, M::Error>,
         now: Instant,
     ) -> Flushed<M::Connection> {
-        let mut out = Vec::new();
+        let mut out = After::none();
         for slot in self.fast.slots.iter() {
             let mut cell = slot.0.lock();
             let Some(key) = cell.owner.take() else {
@@ -295,7 +295,7 @@ impl<M: Manager> Shared<M> {
                 self.fast.parked.fetch_sub(1, Ordering::Relaxed);
                 drop(cell);
                 let r = st.checkin(key, entry, None, now);
-                out.push((r.wake, r.closing));
+                out.merge(r.after);
             } else if let Some((holder, since)) = cell.lease.take() {
                 st.relet(key, holder, since);
             }
@@ -324,16 +324,6 @@ impl<M: Manager> Shared<M> {
 
     /// Runs what a flush left to do, after unlocking.
     pub(crate) fn after_flush(&self, flushed: Flushed<M::Connection>) {
-        if flushed.is_empty() {
-            return;
-        }
-        for (wake, closing) in flushed {
-            if let Some(w) = wake {
-                w.wake();
-            }
-            if let Some((c, r)) = closing {
-                self.close_conn(c, r);
-            }
-        }
+        self.run(flushed);
     }
 }

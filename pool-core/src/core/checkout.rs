@@ -142,13 +142,12 @@ impl<C, E> State<C, E> {
     ) -> Returned<C> {
         let held = self.held.remove(key);
         let mut out = Returned {
-            wake: None,
-            closing: None,
+            after: After::none(),
             idle_key: None,
         };
         if held.reclaimed {
             self.reclaimed -= 1;
-            out.closing = Some((idle.conn, CloseReason::Leaked));
+            out.after.close(idle.conn, CloseReason::Leaked);
             return out;
         }
         let reason = discard
@@ -157,25 +156,29 @@ impl<C, E> State<C, E> {
         match reason {
             Some(reason) => {
                 self.count_close(reason);
-                out.wake = self.release_capacity();
-                out.closing = Some((idle.conn, reason));
+                out.after.wake(self.release_capacity());
+                out.after.close(idle.conn, reason);
             }
-            None => (out.wake, out.idle_key) = self.offer(idle, now),
+            None => {
+                let (wake, idle_key) = self.offer(idle, now);
+                out.after.wake(wake);
+                out.idle_key = idle_key;
+            }
         }
         out
     }
 
     /// The holder under `key` takes its connection out of the pool (detach or manual close).
-    pub(crate) fn forget(&mut self, key: usize, closing: bool) -> Option<Wake> {
+    pub(crate) fn forget(&mut self, key: usize, closing: bool) -> After<C> {
         let held = self.held.remove(key);
         if held.reclaimed {
             self.reclaimed -= 1;
-            return None;
+            return After::none();
         }
         if closing {
             self.stats.closed_manual += 1;
         }
-        self.release_capacity()
+        After::waking(self.release_capacity())
     }
 }
 
@@ -202,7 +205,7 @@ mod tests {
         let mut idle = idle;
         idle.meta.returned(t0 + ms(5), None);
         let r = st.checkin(key, idle, None, t0 + ms(5));
-        assert!(r.wake.is_some() && r.closing.is_none() && r.idle_key.is_none());
+        assert!(r.after.wake_count() == 1 && r.after.close_count() == 0 && r.idle_key.is_none());
         let (granted, _) = st.poll_waiter(wkey, Some(t0), |_| None);
         let (grant, at) = granted.expect("granted");
         assert!(matches!(grant, Grant::Conn { ref idle, .. } if idle.conn == 1));
@@ -220,7 +223,7 @@ mod tests {
         });
         for _ in 0..2 {
             assert!(matches!(acquire(&mut st, t0, false), Acquire::Create));
-            st.connect_failed(ConnectFailure::Error("down".into()), t0, None);
+            let _ = st.connect_failed(ConnectFailure::Error("down".into()), t0, None);
         }
         assert!(matches!(
             acquire(&mut st, t0 + ms(99), false),
@@ -264,12 +267,12 @@ mod tests {
         open_idle(&mut st, t0, 1, 2);
         let (a, ca) = take(&mut st, t0);
         let (_b, _cb) = take(&mut st, t0);
-        let (_, closing) = st.resize(1);
-        assert!(closing.is_empty());
+        let after = st.resize(1);
+        assert_eq!(after.close_count(), 0);
         assert_eq!(st.status().excess, 1);
         let id = ca.conn;
         let r = st.checkin(a, ca, None, t0);
-        assert!(matches!(r.closing, Some((c, CloseReason::Resized)) if c == id));
+        assert!(matches!(r.after.closing()[..], [(c, CloseReason::Resized)] if *c == id));
         assert_eq!(st.status().excess, 0);
         st.check_invariants();
     }

@@ -52,15 +52,17 @@ impl<C, E> State<C, E> {
         conn: C,
         now: Instant,
         requester: Option<(usize, u64)>,
-    ) -> (Option<Wake>, Option<Closing<C>>) {
+    ) -> After<C> {
         self.connect_succeeded();
         if self.closed {
             self.size -= 1;
             self.stats.closed_manual += 1;
-            let wake = self
-                .live_requester(requester)
-                .map(|wkey| self.give(wkey, Grant::Closed));
-            return (wake, Some((conn, CloseReason::Closed)));
+            let mut after = After::waking(
+                self.live_requester(requester)
+                    .map(|wkey| self.give(wkey, Grant::Closed)),
+            );
+            after.close(conn, CloseReason::Closed);
+            return after;
         }
         let idle = Box::new(Entry {
             conn,
@@ -70,9 +72,9 @@ impl<C, E> State<C, E> {
         if let Some(wkey) = self.live_requester(requester) {
             let holder = self.waiters.get(wkey).expect("live waiter").holder;
             let key = self.hold(idle.meta.id, holder, now);
-            return (Some(self.give(wkey, Grant::Conn { idle, key })), None);
+            return After::waking(Some(self.give(wkey, Grant::Conn { idle, key })));
         }
-        (self.offer(idle, now).0, None)
+        After::waking(self.offer(idle, now).0)
     }
 
     pub(super) fn live_requester(&self, requester: Option<(usize, u64)>) -> Option<usize> {
@@ -90,7 +92,7 @@ impl<C, E> State<C, E> {
         failure: ConnectFailure<E>,
         now: Instant,
         requester: Option<(usize, u64)>,
-    ) -> ([Option<Wake>; 2], Option<ConnectFailure<E>>) {
+    ) -> (After<C>, Option<ConnectFailure<E>>) {
         self.opening -= 1;
         self.stats.connect_failures += 1;
         self.failures = self.failures.saturating_add(1);
@@ -98,17 +100,20 @@ impl<C, E> State<C, E> {
             let exp = (self.failures - self.limits.fail_fast_after).min(5);
             self.fail_fast_until = Some(now + Duration::from_millis(100 << exp));
         }
-        let w1 = self.release_capacity();
+        let mut after = After::waking(self.release_capacity());
         match self.live_requester(requester) {
-            Some(wkey) => ([w1, Some(self.give(wkey, Grant::Failed(failure)))], None),
-            None => ([w1, None], Some(failure)),
+            Some(wkey) => {
+                after.wake(Some(self.give(wkey, Grant::Failed(failure))));
+                (after, None)
+            }
+            None => (after, Some(failure)),
         }
     }
 
     /// A reserved unit of capacity was not used (the connect was abandoned before it started).
-    pub(crate) fn permit_unused(&mut self) -> Option<Wake> {
+    pub(crate) fn permit_unused(&mut self) -> After<C> {
         self.opening -= 1;
-        self.release_capacity()
+        After::waking(self.release_capacity())
     }
 }
 
@@ -146,8 +151,8 @@ mod tests {
         // A requester that still waits gets it.
         assert!(matches!(acquire(&mut st, t0, false), Acquire::Create));
         let (rkey, uid) = st.register(holder());
-        let (wake, _) = st.connected(7, t0, Some((rkey, uid)));
-        assert!(wake.is_some());
+        let after = st.connected(7, t0, Some((rkey, uid)));
+        assert_eq!(after.wake_count(), 1);
         let (g, _) = st.poll_waiter(rkey, None, |_| None);
         let Some((Grant::Conn { key: held, idle }, _)) = g else {
             panic!("the requester gets it")
@@ -157,7 +162,7 @@ mod tests {
         let Acquire::Wait(w, _) = acquire(&mut st, t0, true) else {
             panic!()
         };
-        assert!(st.connected(8, t0, Some((rkey, uid))).0.is_some());
+        assert_eq!(st.connected(8, t0, Some((rkey, uid))).wake_count(), 1);
         let (g, _) = st.poll_waiter(w, None, |_| None);
         assert!(matches!(g, Some((Grant::Conn { ref idle, .. }, _)) if idle.conn == 8));
         // Nobody waits: idle.
@@ -174,7 +179,7 @@ mod tests {
             ..limits(2)
         });
         assert!(matches!(acquire(&mut st, t0, false), Acquire::Create));
-        st.connect_failed(ConnectFailure::TimedOut, t0, None);
+        let _ = st.connect_failed(ConnectFailure::TimedOut, t0, None);
         assert!(matches!(
             acquire(&mut st, t0, false),
             Acquire::Unavailable(1)
@@ -188,7 +193,7 @@ mod tests {
             st.acquire(t0, None, retry, || None, || Wake::None, || None),
             Acquire::Create
         ));
-        st.connected(1, t0, None);
+        let _ = st.connected(1, t0, None);
         assert!(matches!(acquire(&mut st, t0, false), Acquire::Got(..)));
         assert_eq!((st.stats.connects, st.stats.connect_failures), (1, 1));
     }

@@ -6,19 +6,23 @@ use super::*;
 
 impl<C, E> State<C, E> {
     /// Closes every idle connection.
-    pub(crate) fn drain_idle(&mut self, reason: CloseReason) -> Vec<Closing<C>> {
-        let mut out = Vec::with_capacity(self.idle.len());
+    pub(crate) fn drain_idle(&mut self, reason: CloseReason) -> After<C> {
+        let mut after = After::none();
+        self.drain_idle_into(reason, &mut after);
+        after
+    }
+
+    fn drain_idle_into(&mut self, reason: CloseReason, after: &mut After<C>) {
         while let Some(idle) = self.idle.pop_back() {
             self.size -= 1;
             self.count_close(reason);
-            out.push((idle.conn, reason));
+            after.close(idle.conn, reason);
         }
-        out
     }
 
     /// Reclaims connections held for at least `age`: their capacity is released now, and each is
     /// closed when its holder lets go of it.
-    pub(crate) fn reclaim(&mut self, age: Duration, now: Instant) -> (usize, Vec<Wake>) {
+    pub(crate) fn reclaim(&mut self, age: Duration, now: Instant) -> (usize, After<C>) {
         let mut count = 0;
         for (_, h) in self.held.iter_mut() {
             if !h.reclaimed && now.saturating_duration_since(h.since) >= age {
@@ -28,62 +32,65 @@ impl<C, E> State<C, E> {
         }
         self.reclaimed += count;
         self.stats.closed_leaked += count as u64;
-        let wakes = (0..count).filter_map(|_| self.release_capacity()).collect();
-        (count, wakes)
+        let mut after = After::none();
+        for _ in 0..count {
+            after.wake(self.release_capacity());
+        }
+        (count, after)
     }
 
     /// Shuts the pool: every waiter gets `Closed`, idle connections are closed.
-    pub(crate) fn close(&mut self) -> (Vec<Wake>, Vec<Closing<C>>) {
+    pub(crate) fn close(&mut self) -> After<C> {
         self.closed = true;
         // Nobody will wait any more: the sweeper stops when it next looks.
         self.sweep_at = None;
-        let mut wakes = Vec::new();
+        let mut after = After::none();
         while let Some(wkey) = self.waiters.unlink_front() {
-            wakes.push(self.give(wkey, Grant::Closed));
+            after.wake(Some(self.give(wkey, Grant::Closed)));
         }
-        (wakes, self.drain_idle(CloseReason::Closed))
+        self.drain_idle_into(CloseReason::Closed, &mut after);
+        after
     }
 
     /// Changes `max_size`: growing serves queued requests, shrinking closes idle connections now
     /// and in-use ones as they come back.
-    pub(crate) fn resize(&mut self, max_size: usize) -> (Vec<Wake>, Vec<Closing<C>>) {
+    pub(crate) fn resize(&mut self, max_size: usize) -> After<C> {
         self.limits.max_size = max_size;
         self.limits.min_idle = self.limits.min_idle.min(max_size);
-        let mut wakes = Vec::new();
+        let mut after = After::none();
         while self.size < max_size {
             let Some(wkey) = self.waiters.unlink_front() else {
                 break;
             };
             self.size += 1;
             self.opening += 1;
-            wakes.push(self.give(wkey, Grant::Permit));
+            after.wake(Some(self.give(wkey, Grant::Permit)));
         }
-        let mut closing = Vec::new();
         while self.size > max_size {
             let Some(idle) = self.idle.pop_back() else {
                 break;
             };
             self.size -= 1;
             self.count_close(CloseReason::Resized);
-            closing.push((idle.conn, CloseReason::Resized));
+            after.close(idle.conn, CloseReason::Resized);
         }
-        (wakes, closing)
+        after
     }
 
     /// One reaper pass: closes idle connections past their lifetime or idle timeout (keeping
     /// `min_idle`), reports leaks once each, and reserves capacity to refill `min_idle`.
-    /// Returns (connections to close, leaks to report, connects to start).
-    pub(crate) fn reap(&mut self, now: Instant) -> (Vec<Closing<C>>, Vec<Leak>, usize) {
-        let mut closing = Vec::new();
+    /// Returns the connections to close, the leaks to report and the connects to start.
+    pub(crate) fn reap(&mut self, now: Instant) -> After<C> {
+        let mut after = After::none();
         if self.closed {
-            return (closing, Vec::new(), 0);
+            return after;
         }
         for key in self.idle.keys() {
             if self.idle.get(key).is_some_and(|i| i.meta.is_expired(now)) {
                 let idle = self.idle.remove(key);
                 self.size -= 1;
                 self.count_close(CloseReason::Stale);
-                closing.push((idle.conn, CloseReason::Stale));
+                after.close(idle.conn, CloseReason::Stale);
             }
         }
         if let Some(timeout) = self.limits.idle_timeout {
@@ -101,16 +108,15 @@ impl<C, E> State<C, E> {
                 let idle = self.idle.remove(key);
                 self.size -= 1;
                 self.count_close(CloseReason::Idle);
-                closing.push((idle.conn, CloseReason::Idle));
+                after.close(idle.conn, CloseReason::Idle);
             }
         }
-        let mut leaks = Vec::new();
         if let Some(threshold) = self.limits.leak_threshold {
             for (_, h) in self.held.iter_mut() {
                 let held_for = now.saturating_duration_since(h.since);
                 if !h.leak_warned && held_for >= threshold {
                     h.leak_warned = true;
-                    leaks.push(Leak {
+                    after.leaks.push(Leak {
                         conn_id: h.conn_id,
                         held_for,
                         holder: h.holder,
@@ -118,7 +124,8 @@ impl<C, E> State<C, E> {
                 }
             }
         }
-        (closing, leaks, self.reserve_min_idle(now))
+        after.refill = self.reserve_min_idle(now);
+        after
     }
 
     /// Reserves capacity for the connects needed to bring idle connections up to `min_idle`.
@@ -167,13 +174,13 @@ mod tests {
             ..limits(4)
         });
         open_idle(&mut st, t0, 1, 3);
-        let (closing, leaks, refill) = st.reap(t0 + ms(49));
-        assert!(closing.is_empty() && leaks.is_empty());
-        assert_eq!(refill, 0);
-        let (closing, _, refill) = st.reap(t0 + ms(50));
-        assert_eq!(closing.len(), 2, "down to min_idle");
-        assert!(closing.iter().all(|(_, r)| *r == CloseReason::Idle));
-        assert_eq!(refill, 0);
+        let after = st.reap(t0 + ms(49));
+        assert!(after.close_count() == 0 && after.leaks.is_empty());
+        assert_eq!(after.refill, 0);
+        let after = st.reap(t0 + ms(50));
+        assert_eq!(after.close_count(), 2, "down to min_idle");
+        assert!(after.closing().iter().all(|(_, r)| *r == CloseReason::Idle));
+        assert_eq!(after.refill, 0);
         assert_eq!(st.status().idle, 1);
         st.check_invariants();
     }
@@ -188,13 +195,16 @@ mod tests {
         });
         open_idle(&mut st, t0, 1, 1);
         let _held = take(&mut st, t0);
-        let (_, leaks, refill) = st.reap(t0 + ms(100));
-        assert_eq!(refill, 2, "nothing idle: two connects to keep min_idle");
-        assert_eq!(leaks.len(), 1);
-        assert_eq!(leaks[0].held_for, ms(100));
-        let (_, leaks, refill) = st.reap(t0 + ms(200));
-        assert!(leaks.is_empty(), "warned once");
-        assert_eq!(refill, 0, "already opening");
+        let after = st.reap(t0 + ms(100));
+        assert_eq!(
+            after.refill, 2,
+            "nothing idle: two connects to keep min_idle"
+        );
+        assert_eq!(after.leaks.len(), 1);
+        assert_eq!(after.leaks[0].held_for, ms(100));
+        let after = st.reap(t0 + ms(200));
+        assert!(after.leaks.is_empty(), "warned once");
+        assert_eq!(after.refill, 0, "already opening");
         assert_eq!(st.status().opening, 2);
         st.check_invariants();
     }
@@ -213,7 +223,7 @@ mod tests {
         // The reclaimed one is closed when its holder returns it.
         let id = old_conn.conn;
         let r = st.checkin(old, old_conn, None, t0 + ms(120));
-        assert!(matches!(r.closing, Some((c, CloseReason::Leaked)) if c == id));
+        assert!(matches!(r.after.closing()[..], [(c, CloseReason::Leaked)] if *c == id));
         st.check_invariants();
     }
 
@@ -226,13 +236,13 @@ mod tests {
         let Acquire::Wait(w, _) = acquire(&mut st, t0, true) else {
             panic!()
         };
-        let (wakes, closing) = st.resize(2);
-        assert_eq!((wakes.len(), closing.len()), (1, 0));
+        let after = st.resize(2);
+        assert_eq!((after.wake_count(), after.close_count()), (1, 0));
         let (g, _) = st.poll_waiter(w, None, |_| None);
         assert!(matches!(g, Some((Grant::Permit, _))));
-        st.connected(2, t0, None);
-        let (_, closing) = st.resize(1);
-        assert_eq!(closing.len(), 1, "the idle one is closed now");
+        let _ = st.connected(2, t0, None);
+        let after = st.resize(1);
+        assert_eq!(after.close_count(), 1, "the idle one is closed now");
         let s = st.status();
         assert_eq!((s.max_size, s.size, s.excess), (1, 1, 0));
         st.check_invariants();
@@ -246,13 +256,13 @@ mod tests {
         let Acquire::Wait(w, _) = acquire(&mut st, t0, true) else {
             panic!()
         };
-        let (wakes, closing) = st.close();
-        assert_eq!((wakes.len(), closing.len()), (1, 0));
+        let after = st.close();
+        assert_eq!((after.wake_count(), after.close_count()), (1, 0));
         let (g, _) = st.poll_waiter(w, None, |_| None);
         assert!(matches!(g, Some((Grant::Closed, _))));
         // The connect in flight comes back to a closed pool: closed at once.
-        let (_, closing) = st.connected(1, t0, None);
-        assert!(matches!(closing, Some((1, CloseReason::Closed))));
+        let after = st.connected(1, t0, None);
+        assert!(matches!(after.closing()[..], [(1, CloseReason::Closed)]));
         assert_eq!(st.status().size, 0);
     }
 }

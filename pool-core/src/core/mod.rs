@@ -48,13 +48,6 @@ impl Wake {
     }
 }
 
-/// Wakes several requests, after the lock is released.
-pub(crate) fn wake_all(wakes: impl IntoIterator<Item = Wake>) {
-    for w in wakes {
-        w.wake();
-    }
-}
-
 /// One acquisition attempt's terms.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ask {
@@ -186,12 +179,122 @@ pub(crate) type Polled<C, E> = (Option<Granted<C, E>>, Option<Wake>);
 /// What a check-in leaves to do after unlocking.
 #[derive(Debug)]
 pub(crate) struct Returned<C> {
-    /// A waiter that received the connection or a permit.
-    pub(crate) wake: Option<Wake>,
-    /// The connection, when it must be closed.
-    pub(crate) closing: Option<Closing<C>>,
+    /// Waking the waiter that received the connection or a permit, closing the connection.
+    pub(crate) after: After<C>,
     /// Where it is idle now, for the affinity fast path.
     pub(crate) idle_key: Option<usize>,
+}
+
+/// What a `State` operation leaves to do once the lock is released: wake requests, close
+/// connections, warn of leaks, start connects for `min_idle`. Every operation with such work
+/// returns one (check-in inside [`Returned`], waiter polls inside [`Polled`]), and one function
+/// of the pool (`Shared::run`) carries it out, never under the lock.
+///
+/// The first two wake-ups and the first connection to close are stored inline: check-in,
+/// cancellation and connect outcomes (the hot and warm paths) never allocate; only operations
+/// over many waiters or connections (close, resize, reap, sweep, reclaim) fill the vectors.
+#[must_use = "run it once the lock is released"]
+#[derive(Debug)]
+pub(crate) struct After<C> {
+    wakes: [Option<Wake>; 2],
+    more_wakes: Vec<Wake>,
+    close_one: Option<Closing<C>>,
+    more_closing: Vec<Closing<C>>,
+    /// Connections held past the leak threshold, to warn about.
+    pub(crate) leaks: Vec<Leak>,
+    /// Capacity reserved for connects that bring idle connections up to `min_idle`.
+    pub(crate) refill: usize,
+}
+
+impl<C> Default for After<C> {
+    fn default() -> Self {
+        After {
+            wakes: [None, None],
+            more_wakes: Vec::new(),
+            close_one: None,
+            more_closing: Vec::new(),
+            leaks: Vec::new(),
+            refill: 0,
+        }
+    }
+}
+
+impl<C> After<C> {
+    /// Nothing to do.
+    pub(crate) fn none() -> Self {
+        After::default()
+    }
+
+    /// Just this wake-up, if any.
+    pub(crate) fn waking(wake: Option<Wake>) -> Self {
+        let mut after = After::none();
+        after.wake(wake);
+        after
+    }
+
+    /// Adds a wake-up (`None` adds nothing).
+    pub(crate) fn wake(&mut self, wake: Option<Wake>) {
+        let Some(w) = wake else { return };
+        match self.wakes.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(w),
+            None => self.more_wakes.push(w),
+        }
+    }
+
+    /// Adds a connection to close.
+    pub(crate) fn close(&mut self, conn: C, reason: CloseReason) {
+        if self.close_one.is_none() {
+            self.close_one = Some((conn, reason));
+        } else {
+            self.more_closing.push((conn, reason));
+        }
+    }
+
+    /// How many wake-ups it holds.
+    #[cfg(test)]
+    pub(crate) fn wake_count(&self) -> usize {
+        self.wakes.iter().flatten().count() + self.more_wakes.len()
+    }
+
+    /// How many connections it closes.
+    pub(crate) fn close_count(&self) -> usize {
+        usize::from(self.close_one.is_some()) + self.more_closing.len()
+    }
+
+    /// Adds everything `other` has to do.
+    pub(crate) fn merge(&mut self, other: After<C>) {
+        let (wakes, closing, leaks, refill) = other.into_parts();
+        for w in wakes {
+            self.wake(Some(w));
+        }
+        for (c, r) in closing {
+            self.close(c, r);
+        }
+        self.leaks.extend(leaks);
+        self.refill += refill;
+    }
+
+    /// Its parts: the wake-ups and the connections to close (each in order), the leaks, the
+    /// refill.
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        impl Iterator<Item = Wake>,
+        impl Iterator<Item = Closing<C>>,
+        Vec<Leak>,
+        usize,
+    ) {
+        let [a, b] = self.wakes;
+        let wakes = a.into_iter().chain(b).chain(self.more_wakes);
+        let closing = self.close_one.into_iter().chain(self.more_closing);
+        (wakes, closing, self.leaks, self.refill)
+    }
+
+    /// The connections to close (for tests that look at them).
+    #[cfg(test)]
+    pub(crate) fn closing(&self) -> Vec<&Closing<C>> {
+        self.close_one.iter().chain(&self.more_closing).collect()
+    }
 }
 
 /// Settings the state needs.
@@ -379,8 +482,8 @@ pub(crate) mod testing {
             assert!(matches!(acquire(st, now, false), Acquire::Create));
         }
         for c in first..first + n {
-            let (wake, closing) = st.connected(c, now, None);
-            assert!(wake.is_none() && closing.is_none());
+            let after = st.connected(c, now, None);
+            assert!(after.wake_count() == 0 && after.close_count() == 0);
         }
     }
 

@@ -27,8 +27,8 @@ impl<C, E> State<C, E> {
 
     /// Expires the queued async waiters whose deadline passed and sets the next sweep (`None`
     /// when no timed waiter is left: the sweeper stops).
-    pub(crate) fn sweep(&mut self, now: Instant) -> Vec<Wake> {
-        let mut wakes = Vec::new();
+    pub(crate) fn sweep(&mut self, now: Instant) -> After<C> {
+        let mut after = After::none();
         let mut next: Option<Instant> = None;
         for key in self.waiters.keys() {
             let Some(deadline) = self.waiters.get(key).and_then(|n| n.deadline) else {
@@ -36,14 +36,14 @@ impl<C, E> State<C, E> {
             };
             if deadline <= now {
                 self.waiters.unlink(key);
-                wakes.push(self.give(key, Grant::Expired));
+                after.wake(Some(self.give(key, Grant::Expired)));
             } else {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));
             }
         }
         self.sweep_at = next;
-        wakes.extend(self.renudge());
-        wakes
+        after.wake(self.renudge());
+        after
     }
 
     /// The sweeper task ended without stopping normally (its runtime shut down).
@@ -136,11 +136,7 @@ impl<C, E> State<C, E> {
 
     /// Removes a waiter that gives up (timeout, cancellation). A grant it had already received is
     /// passed on, so no capacity and no wake-up is lost.
-    pub(crate) fn cancel_waiter(
-        &mut self,
-        key: usize,
-        now: Instant,
-    ) -> (Option<Wake>, Option<Closing<C>>) {
+    pub(crate) fn cancel_waiter(&mut self, key: usize, now: Instant) -> After<C> {
         let node = self.remove_node(key);
         self.pass_on(node.grant, now)
     }
@@ -152,7 +148,7 @@ impl<C, E> State<C, E> {
         key: usize,
         cell: &GrantCell<C, E>,
         now: Instant,
-    ) -> (Option<Wake>, Option<Closing<C>>) {
+    ) -> After<C> {
         match cell.take() {
             Some((grant, _)) => self.pass_on(Some(grant), now),
             None => self.cancel_waiter(key, now),
@@ -160,22 +156,15 @@ impl<C, E> State<C, E> {
     }
 
     /// Passes on what a waiter that gave up had received.
-    pub(super) fn pass_on(
-        &mut self,
-        grant: Option<Grant<C, E>>,
-        now: Instant,
-    ) -> (Option<Wake>, Option<Closing<C>>) {
+    pub(super) fn pass_on(&mut self, grant: Option<Grant<C, E>>, now: Instant) -> After<C> {
         match grant {
-            Some(Grant::Conn { idle, key }) => {
-                let r = self.checkin(key, idle, None, now);
-                (r.wake, r.closing)
-            }
+            Some(Grant::Conn { idle, key }) => self.checkin(key, idle, None, now).after,
             Some(Grant::Permit) => {
                 self.opening -= 1;
-                (self.release_capacity(), None)
+                After::waking(self.release_capacity())
             }
             Some(Grant::Failed(_) | Grant::Closed | Grant::Expired) | None => {
-                (self.renudge(), None)
+                After::waking(self.renudge())
             }
         }
     }
@@ -307,13 +296,13 @@ mod tests {
         };
         let (a, b) = (queue(&mut st, 10), queue(&mut st, 30));
         assert_eq!(st.sweep_at(), Some(t0 + ms(10)));
-        assert_eq!(st.sweep(t0 + ms(9)).len(), 0);
-        assert_eq!(st.sweep(t0 + ms(10)).len(), 1);
+        assert_eq!(st.sweep(t0 + ms(9)).wake_count(), 0);
+        assert_eq!(st.sweep(t0 + ms(10)).wake_count(), 1);
         assert_eq!(st.sweep_at(), Some(t0 + ms(30)), "the next deadline");
         let (g, _) = st.poll_waiter(a, None, |_| None);
         assert!(matches!(g, Some((Grant::Expired, _))));
         assert_eq!(st.status().waiting, 1);
-        assert_eq!(st.sweep(t0 + ms(30)).len(), 1);
+        assert_eq!(st.sweep(t0 + ms(30)).wake_count(), 1);
         assert_eq!(
             st.sweep_at(),
             None,
@@ -336,10 +325,10 @@ mod tests {
         let Acquire::Wait(second, _) = acquire(&mut st, t0, true) else {
             panic!()
         };
-        assert!(st.checkin(key, idle, None, t0).wake.is_some());
+        assert_eq!(st.checkin(key, idle, None, t0).after.wake_count(), 1);
         // The first gives up after its grant arrived: the second gets the connection.
-        let (wake, closing) = st.cancel_waiter(first, t0);
-        assert!(wake.is_some() && closing.is_none());
+        let after = st.cancel_waiter(first, t0);
+        assert!(after.wake_count() == 1 && after.close_count() == 0);
         let (g, _) = st.poll_waiter(second, None, |_| None);
         assert!(matches!(g, Some((Grant::Conn { ref idle, .. }, _)) if idle.conn == 1));
         st.check_invariants();
@@ -354,7 +343,7 @@ mod tests {
             panic!()
         };
         // The connect is abandoned: its capacity is the waiter's permit.
-        assert!(st.permit_unused().is_some());
+        assert_eq!(st.permit_unused().wake_count(), 1);
         let (g, _) = st.poll_waiter(w, None, |_| None);
         assert!(matches!(g, Some((Grant::Permit, _))));
         let s = st.status();
@@ -379,6 +368,6 @@ mod tests {
         let (key, idle) = take(&mut st, t0 + ms(6));
         // Old queue: strict hand-off to the head.
         let r = st.checkin(key, idle, None, t0 + ms(10));
-        assert!(r.idle_key.is_none() && r.wake.is_some());
+        assert!(r.idle_key.is_none() && r.after.wake_count() == 1);
     }
 }

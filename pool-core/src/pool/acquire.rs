@@ -126,7 +126,7 @@ impl<M: Manager> Shared<M> {
     ) -> Acquire<M::Connection, M::Error> {
         let mut refill = 0;
         let mut sweeper = Sweeper::Armed;
-        let mut flushed = Vec::new();
+        let mut flushed = After::none();
         // A request that will likely queue (the fast path is closed, and not for `min_idle`)
         // takes its grant cell before locking; one that queues unexpectedly takes it under the
         // lock. Either way from this thread's stash: no allocation in steady state.
@@ -381,7 +381,7 @@ impl<M: Manager> Shared<M> {
             .state
             .lock()
             .checkin(guard.key, entry, None, Instant::now());
-        self.after_unlock(r.wake, r.closing);
+        self.run(r.after);
     }
 
     /// Gives back what a request that ends holds after a failed check.

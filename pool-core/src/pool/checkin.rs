@@ -57,12 +57,7 @@ impl<M: Manager> Shared<M> {
         if let Some(k) = r.idle_key {
             AFFINITY.with(|a| a.set((self.uid, k, conn_id)));
         }
-        if let Some(w) = r.wake {
-            w.wake();
-        }
-        if let Some((c, reason)) = r.closing {
-            self.close_conn(c, reason);
-        }
+        self.run(r.after);
         if closed {
             self.drained.notify_waiters();
         }
@@ -70,16 +65,14 @@ impl<M: Manager> Shared<M> {
 
     /// A holder detaches (`conn` = None) or closes its connection.
     pub(crate) fn forget(&self, key: usize, lease: Option<usize>, conn: Option<M::Connection>) {
-        let wake = {
+        let after = {
             let mut st = self.state.lock();
             if let Some(i) = lease {
                 self.end_lease(&mut st, i, key);
             }
             st.forget(key, conn.is_some())
         };
-        if let Some(w) = wake {
-            w.wake();
-        }
+        self.run(after);
         if let Some(c) = conn {
             self.close_conn(c, CloseReason::Manual);
         }

@@ -44,8 +44,8 @@ impl<M: Manager> Shared<M> {
         let now = Instant::now();
         match result {
             Ok(conn) => {
-                let (wake, closing) = self.state.lock().connected(conn, now, requester);
-                self.after_unlock(wake, closing);
+                let after = self.state.lock().connected(conn, now, requester);
+                self.run(after);
             }
             Err(failure) => self.connect_failed(failure, now, requester),
         }
@@ -69,8 +69,8 @@ impl<M: Manager> Shared<M> {
                 "connect timed out"
             ),
         }
-        let (wakes, _unclaimed) = self.state.lock().connect_failed(failure, now, requester);
-        wake_all(wakes.into_iter().flatten());
+        let (after, _unclaimed) = self.state.lock().connect_failed(failure, now, requester);
+        self.run(after);
     }
 
     /// Starts `n` background connects whose capacity is already reserved (min_idle refill), the

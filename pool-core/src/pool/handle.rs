@@ -218,11 +218,11 @@ impl<M: Manager> Pool<M> {
     /// [`Config::idle_timeout`] instead, which closes only those idle longer than it (counted in
     /// `Metrics::closed_idle`) and keeps `min_idle`.
     pub fn close_idle(&self) -> usize {
-        let closing = self
+        let after = self
             .shared
             .with_flushed(|st| st.drain_idle(CloseReason::Manual));
-        let n = closing.len();
-        self.shared.close_all_conns(closing);
+        let n = after.close_count();
+        self.shared.run(after);
         n
     }
 
@@ -231,10 +231,10 @@ impl<M: Manager> Pool<M> {
     /// (counted as [`CloseReason::Leaked`]), not reused, when its holder drops it. Returns how
     /// many. (Formerly `close_stale`; "stale" is reserved for connections past `max_lifetime`.)
     pub fn reclaim_held(&self, age: Duration) -> usize {
-        let (n, wakes) = self
+        let (n, after) = self
             .shared
             .with_flushed(|st| st.reclaim(age, Instant::now()));
-        wake_all(wakes);
+        self.shared.run(after);
         n
     }
 
@@ -286,14 +286,13 @@ impl<M: Manager> Pool<M> {
         if max_size == 0 {
             return Err(ResizeError::ZeroMaxSize);
         }
-        let (wakes, closing) = self.shared.with_flushed(|st| {
+        let after = self.shared.with_flushed(|st| {
             if st.is_closed() {
                 return Err(ResizeError::Closed);
             }
             Ok(st.resize(max_size))
         })?;
-        wake_all(wakes);
-        self.shared.close_all_conns(closing);
+        self.shared.run(after);
         Ok(())
     }
 

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::config::{Builder, Config};
 use crate::core::cell::{GrantCell, Stashes};
 use crate::core::{
-    wake_all, Acquire, Ask, ConnectFailure, Entry, Grant, Holder, Idle, Limits, Retake, State,
+    Acquire, After, Ask, ConnectFailure, Entry, Grant, Holder, Idle, Limits, Retake, State,
     Sweeper, Wake,
 };
 use crate::deadline::Deadline;
@@ -151,25 +151,39 @@ impl<M: Manager> Shared<M> {
     }
 
     fn cancel_waiter(&self, key: usize) {
-        let (wake, closing) = self.state.lock().cancel_waiter(key, Instant::now());
-        self.after_unlock(wake, closing);
+        let after = self.state.lock().cancel_waiter(key, Instant::now());
+        self.run(after);
     }
 
-    /// What a core operation left to do once the lock is released: wake a request, close a
-    /// connection.
-    fn after_unlock(&self, wake: Option<Wake>, closing: Option<(M::Connection, CloseReason)>) {
-        if let Some(w) = wake {
+    /// Carries out what a core operation left to do, once the lock is released (the one place
+    /// that does): wakes requests, closes connections, warns of leaks. A refill is started by
+    /// [`maintain`](Self::maintain), the only operation that reserves one, before this runs.
+    pub(crate) fn run(&self, after: After<M::Connection>) {
+        let (wakes, closing, leaks, refill) = after.into_parts();
+        debug_assert_eq!(refill, 0, "a refill is started by `maintain`");
+        for w in wakes {
             w.wake();
         }
-        if let Some((c, r)) = closing {
+        for (c, r) in closing {
             self.close_conn(c, r);
+        }
+        for leak in leaks {
+            tracing::warn!(
+                pool = %self.config.name,
+                conn = leak.conn_id,
+                held_for = ?leak.held_for,
+                acquired_at = %leak.holder.location,
+                thread = ?leak.holder.thread,
+                task = ?leak.holder.task,
+                "connection held longer than the leak threshold"
+            );
         }
     }
 
     /// Gives back capacity reserved for a connect that will not run.
     fn permit_unused(&self) {
-        let wake = self.state.lock().permit_unused();
-        self.after_unlock(wake, None);
+        let after = self.state.lock().permit_unused();
+        self.run(after);
     }
 
     fn timeout(
@@ -210,18 +224,11 @@ impl<M: Manager> Shared<M> {
         self.manager.close(conn, reason);
     }
 
-    pub(crate) fn close_all_conns(&self, closing: Vec<(M::Connection, CloseReason)>) {
-        for (c, r) in closing {
-            self.close_conn(c, r);
-        }
-    }
-
     pub(crate) fn close(&self) -> usize {
-        let (wakes, closing) = self.with_flushed(State::close);
-        wake_all(wakes);
+        let after = self.with_flushed(State::close);
         self.sweep_notify.notify_one();
-        let n = closing.len();
-        self.close_all_conns(closing);
+        let n = after.close_count();
+        self.run(after);
         self.drained.notify_waiters();
         n
     }
@@ -233,21 +240,10 @@ impl<M: Manager> Shared<M> {
     /// One maintenance pass (reaper): close expired and idle connections, warn about leaks, refill
     /// `min_idle`.
     pub(crate) fn maintain<F: FrontEnd>(self: &Arc<Self>) {
-        let (closing, leaks, refill) = self.with_flushed(|st| st.reap(Instant::now()));
+        let mut after = self.with_flushed(|st| st.reap(Instant::now()));
         // The reserved capacity goes into `Reservation`s first: a manager's `close` that panics
         // below must not leak it.
-        self.spawn_refill::<F>(refill);
-        self.close_all_conns(closing);
-        for leak in leaks {
-            tracing::warn!(
-                pool = %self.config.name,
-                conn = leak.conn_id,
-                held_for = ?leak.held_for,
-                acquired_at = %leak.holder.location,
-                thread = ?leak.holder.thread,
-                task = ?leak.holder.task,
-                "connection held longer than the leak threshold"
-            );
-        }
+        self.spawn_refill::<F>(std::mem::take(&mut after.refill));
+        self.run(after);
     }
 }

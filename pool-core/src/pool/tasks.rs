@@ -26,13 +26,13 @@ impl<M: Manager> Drop for Get<M> {
             std::mem::replace(&mut self.state, GetState::Done)
         {
             // Under the lock: removes the node, or passes on a grant that arrived.
-            let (wake, closing) =
+            let after =
                 self.shared
                     .state
                     .lock_spinning()
                     .cancel_cell_waiter(key, &cell, Instant::now());
             self.shared.keep_cell(cell);
-            self.shared.after_unlock(wake, closing);
+            self.shared.run(after);
         }
     }
 }
@@ -155,7 +155,7 @@ impl<M: Manager> Get<M> {
                     .poll_cell_waiter(key, &cell, task_wake(cx.waker()))
             }
         };
-        shared.after_unlock(next, None);
+        shared.run(After::waking(next));
         match grant {
             None => {
                 self.state = GetState::Waiting { key, start, cell };
@@ -222,7 +222,7 @@ impl<M: Manager> Future for WaitGrant<'_, M> {
                 .state
                 .lock()
                 .poll_waiter(self.key, self.since, task_wake(cx.waker()));
-        self.shared.after_unlock(next, None);
+        self.shared.run(After::waking(next));
         match grant {
             Some(g) => {
                 self.done = true;
@@ -273,12 +273,12 @@ impl<M: Manager> Shared<M> {
                 () = self.sweep_notify.notified() => continue,
             }
             let now = Instant::now();
-            let (wakes, next) = {
+            let (after, next) = {
                 let mut st = self.state.lock();
-                let wakes = st.sweep(now);
-                (wakes, st.sweep_at())
+                let after = st.sweep(now);
+                (after, st.sweep_at())
             };
-            wake_all(wakes);
+            self.run(after);
             if next.is_none() {
                 break;
             }

@@ -144,7 +144,7 @@ impl FrontEnd for Thread {
                     Wake::Thread(_) => None,
                     _ => Some(Wake::Thread(ThreadWaker::for_this_thread())),
                 });
-            shared.after_unlock(next, None);
+            shared.run(After::waking(next));
             if grant.is_some() {
                 return grant;
             }
@@ -213,7 +213,7 @@ impl FrontEnd for Thread {
                         .state
                         .lock()
                         .connect_failed(ConnectFailure::Error(e), now, None);
-                wake_all(wakes.into_iter().flatten());
+                shared.run(wakes);
                 Err(failure)
             }
         }
