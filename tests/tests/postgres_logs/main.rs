@@ -97,4 +97,13 @@ fn connect_errors_and_logs_do_not_contain_the_password() {
         "the connection task's error must be logged: {logs}"
     );
     assert!(!logs.contains(MARKER), "{logs}");
+    // The connect-failed event carries the root cause, not only the driver's top line.
+    let refused = logs
+        .lines()
+        .find(|l| l.contains("connect failed"))
+        .unwrap_or_else(|| panic!("no connect-failed event: {logs}"));
+    assert!(
+        refused.to_lowercase().contains("refused"),
+        "the event must name the root cause: {refused}"
+    );
 }
