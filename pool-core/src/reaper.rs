@@ -32,8 +32,7 @@ pub(crate) fn start<M: Manager>(shared: &Arc<Shared<M>>) {
                         if shared.is_closed() {
                             break;
                         }
-                        maintain_caught::<Task, _>(&shared);
-                        shared.config.reap_interval
+                        maintain_caught::<Task, _>(&shared)
                     };
                     tokio::time::sleep(interval).await;
                 }
@@ -55,16 +54,17 @@ impl<M: Manager> Reap for Weak<Shared<M>> {
         if shared.is_closed() {
             return None;
         }
-        maintain_caught::<Thread, _>(&shared);
-        Some(shared.config.reap_interval)
+        Some(maintain_caught::<Thread, _>(&shared))
     }
 }
 
 /// One maintenance pass; a panic in it (a manager's `close`, a subscriber) is logged, not spread.
-fn maintain_caught<F: FrontEnd, M: Manager>(shared: &Arc<Shared<M>>) {
-    if catch_unwind(AssertUnwindSafe(|| shared.maintain::<F>())).is_err() {
+/// Returns the time to the next pass.
+fn maintain_caught<F: FrontEnd, M: Manager>(shared: &Arc<Shared<M>>) -> Duration {
+    catch_unwind(AssertUnwindSafe(|| shared.maintain::<F>())).unwrap_or_else(|_| {
         tracing::error!(pool = %shared.config.name, "a maintenance pass panicked; the next one runs at the next interval");
-    }
+        shared.config.reap_interval
+    })
 }
 
 struct Entry {

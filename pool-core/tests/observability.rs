@@ -280,3 +280,38 @@ async fn status_and_debug_output() {
         assert!(!r.to_string().is_empty());
     }
 }
+
+/// A leak is reported within a bounded delay of crossing the threshold, however long the reap
+/// interval: the reaper's next pass comes no later than the next crossing, and never more than
+/// one threshold away.
+#[tokio::test(start_paused = true)]
+async fn leak_warnings_come_soon_after_the_threshold_not_at_the_reap_interval() {
+    let (logs, _guard) = capture_warnings();
+    let fake = Fake::new();
+    let pool = builder(&fake, 2)
+        .leak_threshold(Some(Duration::from_secs(2)))
+        .reap_interval(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let warnings = || {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("leak threshold"))
+            .count()
+    };
+    sleep(Duration::from_millis(100)).await;
+    let first = pool.get().await.unwrap();
+    sleep(Duration::from_millis(1_950)).await; // held 1.95 s
+    assert_eq!(warnings(), 0, "not before the threshold");
+    sleep(Duration::from_millis(100)).await; // held 2.05 s
+    assert_eq!(
+        warnings(),
+        1,
+        "within 50 ms of crossing, not at the 60 s interval"
+    );
+    // Taken between passes: reported within one threshold of crossing it.
+    let second = pool.get().await.unwrap();
+    sleep(Duration::from_secs(4)).await;
+    assert_eq!(warnings(), 2, "{}", logs.text());
+    drop((first, second));
+}

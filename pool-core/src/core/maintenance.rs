@@ -128,6 +128,26 @@ impl<C, E> State<C, E> {
         after
     }
 
+    /// How long until the next reaper pass should run: `interval`, but never after a held
+    /// connection crosses the leak threshold, and never more than the threshold itself, so a
+    /// leak is reported within one threshold of crossing it (at most a millisecond late for the
+    /// connections held now). At least 1 ms.
+    pub(crate) fn next_pass(&self, now: Instant, interval: Duration) -> Duration {
+        let Some(threshold) = self.limits.leak_threshold else {
+            return interval;
+        };
+        let mut next = interval.min(threshold);
+        for (_, h) in self.held.iter() {
+            if h.leak_warned || h.reclaimed {
+                continue;
+            }
+            if let Some(due) = h.since.checked_add(threshold) {
+                next = next.min(due.saturating_duration_since(now));
+            }
+        }
+        next.max(Duration::from_millis(1))
+    }
+
     /// Reserves capacity for the connects needed to bring idle connections up to `min_idle`.
     pub(crate) fn reserve_min_idle(&mut self, now: Instant) -> usize {
         if self.closed || self.breaker_open(now) {
@@ -183,6 +203,46 @@ mod tests {
         assert_eq!(after.refill, 0);
         assert_eq!(st.status().idle, 1);
         st.check_invariants();
+    }
+
+    #[test]
+    fn the_next_pass_comes_no_later_than_the_next_leak() {
+        let t0 = Instant::now();
+        let interval = ms(60_000);
+        let st = St::new(limits(2));
+        assert_eq!(
+            st.next_pass(t0, interval),
+            interval,
+            "no threshold: the interval"
+        );
+        let mut st = St::new(Limits {
+            leak_threshold: Some(ms(2_000)),
+            ..limits(2)
+        });
+        assert_eq!(
+            st.next_pass(t0, interval),
+            ms(2_000),
+            "never more than the threshold"
+        );
+        open_idle(&mut st, t0, 1, 1);
+        let _held = take(&mut st, t0 + ms(500));
+        assert_eq!(
+            st.next_pass(t0 + ms(1_000), interval),
+            ms(1_500),
+            "when it crosses"
+        );
+        let after = st.reap(t0 + ms(2_500));
+        assert_eq!(after.leaks.len(), 1);
+        assert_eq!(
+            st.next_pass(t0 + ms(2_500), interval),
+            ms(2_000),
+            "a warned leak no longer counts"
+        );
+        assert_eq!(
+            st.next_pass(t0 + ms(2_499), Duration::ZERO),
+            ms(1),
+            "at least 1 ms"
+        );
     }
 
     #[test]

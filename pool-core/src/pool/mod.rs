@@ -238,12 +238,18 @@ impl<M: Manager> Shared<M> {
     }
 
     /// One maintenance pass (reaper): close expired and idle connections, warn about leaks, refill
-    /// `min_idle`.
-    pub(crate) fn maintain<F: FrontEnd>(self: &Arc<Self>) {
-        let mut after = self.with_flushed(|st| st.reap(Instant::now()));
+    /// `min_idle`. Returns when the next pass should run (`State::next_pass`: sooner than
+    /// `reap_interval` when a held connection is about to cross the leak threshold).
+    pub(crate) fn maintain<F: FrontEnd>(self: &Arc<Self>) -> Duration {
+        let interval = self.config.reap_interval;
+        let (mut after, next) = self.with_flushed(|st| {
+            let now = Instant::now();
+            (st.reap(now), st.next_pass(now, interval))
+        });
         // The reserved capacity goes into `Reservation`s first: a manager's `close` that panics
         // below must not leak it.
         self.spawn_refill::<F>(std::mem::take(&mut after.refill));
         self.run(after);
+        next
     }
 }
