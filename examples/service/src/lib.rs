@@ -9,7 +9,9 @@
 //! - SQLite work runs on blocking threads through `interact`, never on the runtime's workers;
 //! - `/metrics` in Prometheus text, the pools' state under OpenTelemetry's
 //!   `db.client.connection.*` names;
-//! - errors answered as `500` with their whole cause chain ([`pool_postgres::Report`]).
+//! - errors answered with their whole cause chain ([`pool_postgres::Report`]): `503` when the
+//!   pool says the database is down or every connection stayed busy (`ErrorKind::Unavailable`,
+//!   `ErrorKind::Exhausted`), else `500`.
 //!
 //! It depends on the backend crates alone (`pool-postgres` with its `tower` and `metrics`
 //! features, `pool-sqlite`).
@@ -127,21 +129,88 @@ pub struct Visits {
     pub visits: i64,
 }
 
-/// A handler's failure: `500` with the error's whole cause chain.
+/// A handler's failure: its status (`503` when the database is down or every connection stayed
+/// busy, else `500`) and the error's whole cause chain.
 #[derive(Debug)]
-pub struct AppError(String);
+pub struct AppError {
+    status: StatusCode,
+    message: String,
+}
+
+impl AppError {
+    /// The status the response gets.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+/// What the pool's error says about the database, if the error is one of the pools'.
+fn pool_error_kind(e: &(dyn std::any::Any + 'static)) -> Option<pool_postgres::ErrorKind> {
+    if let Some(e) = e.downcast_ref::<pool_postgres::Error>() {
+        return Some(e.kind());
+    }
+    if let Some(e) = e.downcast_ref::<pool_sqlite::Error>() {
+        return Some(e.kind());
+    }
+    match e.downcast_ref::<pool_sqlite::InteractError>() {
+        Some(pool_sqlite::InteractError::Pool(e)) => Some(e.kind()),
+        _ => None,
+    }
+}
 
 impl<E: std::error::Error + 'static> From<E> for AppError {
     fn from(e: E) -> Self {
-        let line = Report::new(&e).to_string();
-        tracing::warn!(error = %line, "request failed");
-        AppError(line)
+        let message = Report::new(&e).to_string();
+        let status = match pool_error_kind(&e) {
+            Some(pool_postgres::ErrorKind::Unavailable | pool_postgres::ErrorKind::Exhausted) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        tracing::warn!(error = %message, %status, "request failed");
+        AppError { status, message }
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        (StatusCode::INTERNAL_SERVER_ERROR, self.0).into_response()
+        (self.status, self.message).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_503_and_other_failures_500() {
+        let down: pool_postgres::Error = pool_postgres::PoolError::Unavailable {
+            failures: 3,
+            last_error: None,
+        };
+        assert_eq!(
+            AppError::from(down).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let busy: pool_sqlite::InteractError =
+            pool_sqlite::InteractError::Pool(pool_sqlite::PoolError::Timeout {
+                phase: pool_sqlite::Phase::Wait,
+                waited: Duration::from_secs(1),
+                last_error: None,
+            });
+        assert_eq!(
+            AppError::from(busy).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let closed: pool_postgres::Error = pool_postgres::PoolError::Closed;
+        assert_eq!(
+            AppError::from(closed).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let io = std::io::Error::other("disk full");
+        let e = AppError::from(io);
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.message, "disk full");
     }
 }
 
