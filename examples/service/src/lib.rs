@@ -178,42 +178,6 @@ impl IntoResponse for AppError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_outage_is_503_and_other_failures_500() {
-        let down: pool_postgres::Error = pool_postgres::PoolError::Unavailable {
-            failures: 3,
-            last_error: None,
-        };
-        assert_eq!(
-            AppError::from(down).status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        let busy: pool_sqlite::InteractError =
-            pool_sqlite::InteractError::Pool(pool_sqlite::PoolError::Timeout {
-                phase: pool_sqlite::Phase::Wait,
-                waited: Duration::from_secs(1),
-                last_error: None,
-            });
-        assert_eq!(
-            AppError::from(busy).status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        let closed: pool_postgres::Error = pool_postgres::PoolError::Closed;
-        assert_eq!(
-            AppError::from(closed).status(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
-        let io = std::io::Error::other("disk full");
-        let e = AppError::from(io);
-        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(e.message, "disk full");
-    }
-}
-
 async fn create_note(Json(note): Json<Note>) -> Result<Json<Note>, AppError> {
     let conn = pg()?.scoped().await?;
     let row = conn
@@ -275,4 +239,40 @@ async fn render_metrics(handle: PrometheusHandle) -> String {
         MetricsExporter::new("sqlite").record(pool);
     }
     handle.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_503_and_other_failures_500() {
+        let down: pool_postgres::Error = pool_postgres::PoolError::Unavailable {
+            failures: 3,
+            last_error: None,
+        };
+        assert_eq!(
+            AppError::from(down).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let busy: pool_sqlite::InteractError =
+            pool_sqlite::InteractError::Pool(pool_sqlite::PoolError::Timeout {
+                phase: pool_sqlite::Phase::Wait,
+                waited: Duration::from_secs(1),
+                last_error: None,
+            });
+        assert_eq!(
+            AppError::from(busy).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let closed: pool_postgres::Error = pool_postgres::PoolError::Closed;
+        assert_eq!(
+            AppError::from(closed).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let io = std::io::Error::other("disk full");
+        let e = AppError::from(io);
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.message, "disk full");
+    }
 }
