@@ -90,7 +90,7 @@ macro_rules! backend_surface {
         pub use $crate::{
             AlreadyConfigured, BuildError, Builder, CloseReason, Config, ConnMeta, EnvError,
             ErrorClass, ErrorKind, GlobalPool, HeldConn, Member, Metrics, Phase, PoolError, Report,
-            ResizeError, RetryPolicy, Status,
+            ResizeError, RetryPolicy, Status, WaitHistogram,
         };
         #[cfg(feature = "tower")]
         pub use $crate::{ScopeLayer, ScopeService};

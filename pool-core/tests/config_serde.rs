@@ -81,3 +81,19 @@ fn optional_durations_switch_off_with_off_and_forever_means_no_bound() {
         "the error shows the syntax: {err}"
     );
 }
+
+/// `Status` and `Metrics` serialize (for a `/status` endpoint or a log line), the wait
+/// histogram with them.
+#[tokio::test]
+async fn status_and_metrics_serialize() {
+    let pool = Pool::builder(Fake::new()).max_size(2).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let status = serde_json::to_value(pool.status()).unwrap();
+    assert_eq!(status["in_use"], 1, "{status}");
+    assert_eq!(status["max_size"], 2, "{status}");
+    let metrics = serde_json::to_value(pool.metrics()).unwrap();
+    assert_eq!(metrics["gets"], 1, "{metrics}");
+    assert_eq!(metrics["connects"], 1, "{metrics}");
+    assert!(metrics["wait_histogram"]["counts"].is_array(), "{metrics}");
+    drop(held);
+}

@@ -81,6 +81,12 @@ async fn wait_time_counts_waits_that_time_out() {
     let m = pool.metrics();
     assert_eq!((m.waits, m.timeouts), (1, 1));
     assert_eq!(m.wait_time, Duration::from_millis(100), "{m:?}");
+    // The distribution behind it: one wait, in the 65.5–131 ms bucket.
+    assert_eq!(m.wait_histogram.count(), m.waits);
+    assert_eq!(
+        m.wait_histogram.quantile(0.99),
+        Some(Duration::from_micros(131_072))
+    );
     // The blocking front end counts it too.
     let p = pool.clone();
     std::thread::spawn(move || {

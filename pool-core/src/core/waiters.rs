@@ -95,7 +95,7 @@ impl<C, E> State<C, E> {
                 _ => Instant::now(),
             };
             if let Some(since) = since {
-                self.stats.wait_time += at.saturating_duration_since(since);
+                self.stats.record_wait(at.saturating_duration_since(since));
             }
             return (Some((grant, at)), None);
         }
@@ -106,7 +106,7 @@ impl<C, E> State<C, E> {
             let idle = self.idle.pop_back().expect("an idle connection");
             let at = idle.meta.last_used;
             if let Some(since) = since {
-                self.stats.wait_time += at.saturating_duration_since(since);
+                self.stats.record_wait(at.saturating_duration_since(since));
             }
             let key = self.hold(idle.meta.id, holder, at);
             return (Some((Grant::Conn { idle, key }, at)), self.renudge());
@@ -188,7 +188,8 @@ impl<C, E> State<C, E> {
             Grant::Conn { idle, .. } => idle.meta.last_used,
             _ => Instant::now(),
         };
-        self.stats.wait_time += at.saturating_duration_since(node.queued_at);
+        self.stats
+            .record_wait(at.saturating_duration_since(node.queued_at));
         cell.fill((grant, at));
         node.wake
     }

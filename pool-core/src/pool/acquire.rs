@@ -289,7 +289,7 @@ impl<M: Manager> Shared<M> {
                         Some((g, woke)) => (Some(g), woke),
                         None => {
                             let now = Instant::now();
-                            self.state.lock().stats.wait_time += now - since;
+                            self.state.lock().stats.record_wait(now - since);
                             (None, now)
                         }
                     };
