@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -220,14 +221,21 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Cancel safety
     /// Cancelling it leaves the scope usable; a connection being acquired is passed on.
-    pub async fn scoped(&self) -> Result<ScopedConn<M>, PoolError<M::Error>> {
-        let uid = self.uid();
-        let slot = TASK_SCOPES
-            .try_with(|v| find::<M>(v, uid))
-            .ok()
-            .flatten()
-            .ok_or(PoolError::NoScope)?;
-        self.borrow(slot, |pool| pool.get()).await
+    ///
+    /// `held()` and leak warnings name the line that called `scoped` first in the scope (the one
+    /// that opened the connection).
+    #[track_caller]
+    pub fn scoped(&self) -> impl Future<Output = Result<ScopedConn<M>, PoolError<M::Error>>> + '_ {
+        let location = Location::caller();
+        async move {
+            let uid = self.uid();
+            let slot = TASK_SCOPES
+                .try_with(|v| find::<M>(v, uid))
+                .ok()
+                .flatten()
+                .ok_or(PoolError::NoScope)?;
+            self.borrow(slot, |pool| pool.get_at(location)).await
+        }
     }
 
     async fn borrow<F, Fut>(
@@ -300,11 +308,15 @@ impl<M: BlockingManager> Pool<M> {
     ///
     /// # Errors
     /// As [`scoped`](Pool::scoped), with the errors of [`get_blocking`](Pool::get_blocking).
+    #[track_caller]
     pub fn scoped_blocking(&self) -> Result<ScopedConn<M>, PoolError<M::Error>> {
+        let location = Location::caller();
         let uid = self.uid();
         let slot = THREAD_SCOPES
             .with(|s| find::<M>(&s.borrow(), uid))
             .ok_or(PoolError::NoScope)?;
-        crate::pool::block_on(self.borrow(slot, |pool| std::future::ready(pool.get_blocking())))
+        crate::pool::block_on(self.borrow(slot, |pool| {
+            std::future::ready(pool.get_blocking_at(location))
+        }))
     }
 }

@@ -281,3 +281,43 @@ fn a_panicking_thread_scope_discards_its_connection() {
     assert_invariants(&pool);
     assert_accounting(&pool);
 }
+
+/// `held()` names the line that called `scoped` (the user's code), not the library's own `get`
+/// inside it, for task scopes and thread scopes alike.
+#[tokio::test]
+async fn held_names_the_scoped_call_site() {
+    let fake = common::Fake::new();
+    let pool = common::builder(&fake, 2).build().unwrap();
+    let (file, line) = pool
+        .scope(async {
+            let line = line!() + 1;
+            let conn = pool.scoped().await.unwrap();
+            let held = pool.held();
+            drop(conn);
+            (
+                held[0].location.file().to_owned(),
+                (held[0].location.line(), line),
+            )
+        })
+        .await;
+    assert_eq!(file, file!());
+    assert_eq!(line.0, line.1, "the scoped() call's line");
+
+    let p = pool.clone();
+    let (file, line) = tokio::task::spawn_blocking(move || {
+        p.scope_blocking(|| {
+            let line = line!() + 1;
+            let conn = p.scoped_blocking().unwrap();
+            let held = p.held();
+            drop(conn);
+            (
+                held[0].location.file().to_owned(),
+                (held[0].location.line(), line),
+            )
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(file, file!());
+    assert_eq!(line.0, line.1, "the scoped_blocking() call's line");
+}

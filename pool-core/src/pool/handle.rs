@@ -168,6 +168,20 @@ impl<M: Manager> Pool<M> {
         }
     }
 
+    /// [`get`](Pool::get) on behalf of a call made at `location` (what `held()` and leak warnings
+    /// name).
+    pub(crate) fn get_at(
+        &self,
+        location: &'static Location<'static>,
+    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + 'static {
+        Get {
+            holder: Holder::at(location),
+            shared: self.shared.clone(),
+            wait: self.shared.config.wait_timeout,
+            state: GetState::Init,
+        }
+    }
+
     /// Gets an idle connection if one is ready now. It never waits, never opens a connection and
     /// never does I/O, so it answers at once in any context (also inside an async task). A
     /// connection that fails the synchronous checks (expired, idle too long, broken) is closed
@@ -348,5 +362,14 @@ impl<M: BlockingManager> Pool<M> {
     #[track_caller]
     pub fn get_blocking_timeout(&self, wait: Duration) -> Result<Pooled<M>, PoolError<M::Error>> {
         self.shared.get_blocking(Holder::here(), wait)
+    }
+
+    /// [`get_blocking`](Pool::get_blocking) on behalf of a call made at `location`.
+    pub(crate) fn get_blocking_at(
+        &self,
+        location: &'static Location<'static>,
+    ) -> Result<Pooled<M>, PoolError<M::Error>> {
+        let wait = self.shared.config.wait_timeout;
+        self.shared.get_blocking(Holder::at(location), wait)
     }
 }

@@ -71,6 +71,15 @@ impl Holder {
             location: Location::caller(),
         }
     }
+
+    /// A holder acquiring for a call made at `location` (a scope's `scoped`, whose own
+    /// `get` runs inside the library).
+    fn at(location: &'static Location<'static>) -> Holder {
+        Holder {
+            location,
+            ..Holder::here()
+        }
+    }
 }
 
 type StateOf<M> = State<<M as Manager>::Connection, <M as Manager>::Error>;
