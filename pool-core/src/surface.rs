@@ -2,6 +2,7 @@
 //! service depends on the backend crate alone, and one-call work on a connection.
 
 use std::future::Future;
+use std::panic::Location;
 
 use crate::{Manager, Pool};
 
@@ -16,10 +17,11 @@ pub trait Interact: Manager + Sized {
     type InteractError;
 
     /// Gets a connection of `pool` (a handle of its own) and runs `f` with it (see
-    /// [`Pool::interact`]).
+    /// [`Pool::interact`]); the connection is acquired on behalf of the call at `location`.
     fn interact<F, T>(
         pool: Pool<Self>,
         f: F,
+        location: &'static Location<'static>,
     ) -> impl Future<Output = Result<T, Self::InteractError>> + Send + 'static
     where
         F: FnOnce(&mut Self::Target) -> Result<T, Self::Failure> + Send + 'static,
@@ -29,7 +31,11 @@ pub trait Interact: Manager + Sized {
     ///
     /// # Errors
     /// The pool's error, or the one `f` returned.
-    fn interact_blocking<F, T>(pool: &Pool<Self>, f: F) -> Result<T, Self::InteractError>
+    fn interact_blocking<F, T>(
+        pool: &Pool<Self>,
+        f: F,
+        location: &'static Location<'static>,
+    ) -> Result<T, Self::InteractError>
     where
         F: FnOnce(&mut Self::Target) -> Result<T, Self::Failure>;
 }
@@ -44,6 +50,9 @@ impl<M: Interact> Pool<M> {
     ///
     /// # Cancel safety
     /// The backend's (pool-sqlite: `f` finishes in the background, the connection goes back).
+    ///
+    /// `held()` and leak warnings name the line that called `interact`.
+    #[track_caller]
     pub fn interact<F, T>(
         &self,
         f: F,
@@ -52,18 +61,19 @@ impl<M: Interact> Pool<M> {
         F: FnOnce(&mut M::Target) -> Result<T, M::Failure> + Send + 'static,
         T: Send + 'static,
     {
-        M::interact(self.clone(), f)
+        M::interact(self.clone(), f, Location::caller())
     }
 
     /// Gets a connection, parking the thread, and runs `f` with it on this thread.
     ///
     /// # Errors
     /// The backend's error: no connection could be had, or `f` failed.
+    #[track_caller]
     pub fn interact_blocking<F, T>(&self, f: F) -> Result<T, M::InteractError>
     where
         F: FnOnce(&mut M::Target) -> Result<T, M::Failure>,
     {
-        M::interact_blocking(self, f)
+        M::interact_blocking(self, f, Location::caller())
     }
 }
 

@@ -171,7 +171,12 @@ impl Drop for CancelOnDrop {
 
 /// Gets a connection from `pool` and runs `f` with it on tokio's blocking threads (see the
 /// module docs). Must be called on a tokio runtime.
-pub(crate) async fn interact<F, T>(pool: &Pool, runtime: Handle, f: F) -> Result<T, InteractError>
+pub(crate) async fn interact<F, T>(
+    pool: &Pool,
+    runtime: Handle,
+    f: F,
+    location: &'static std::panic::Location<'static>,
+) -> Result<T, InteractError>
 where
     F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     T: Send + 'static,
@@ -179,7 +184,7 @@ where
     let (tx, rx) = oneshot::channel();
     let job = Arc::new(Job {
         runtime: runtime.clone(),
-        get: Mutex::new(Some(Box::pin(pool.get()) as GetFuture)),
+        get: Mutex::new(Some(Box::pin(pool.get_at(location)) as GetFuture)),
         work: Mutex::new(Some((f, tx))),
     });
     let job: Arc<dyn Run> = job;

@@ -12,6 +12,7 @@ mod handoff;
 mod manager;
 
 use std::future::Future;
+use std::panic::Location;
 use std::sync::Arc;
 
 pub use config::{ConfigError, InitHook, Synchronous};
@@ -91,16 +92,20 @@ pub trait SqlitePool: sealed::Sealed {
 }
 
 /// `interact` on a pool handle of its own (the future borrows nothing).
-async fn interact_owned<F, T>(pool: Pool, f: F) -> Result<T, InteractError>
+async fn interact_owned<F, T>(
+    pool: Pool,
+    f: F,
+    location: &'static Location<'static>,
+) -> Result<T, InteractError>
 where
     F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     T: Send + 'static,
 {
     match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => handoff::interact(&pool, runtime, f).await,
+        Ok(runtime) => handoff::interact(&pool, runtime, f, location).await,
         // No runtime: `get` cannot wait; `f` runs inline, as `SqliteConn::interact`'s.
         Err(_) => {
-            let conn = pool.get().await?;
+            let conn = pool.get_at(location).await?;
             Ok(conn.interact(f).await??)
         }
     }
@@ -114,23 +119,31 @@ impl pool_core::Interact for SqliteManager {
     fn interact<F, T>(
         pool: Pool,
         f: F,
+        location: &'static Location<'static>,
     ) -> impl Future<Output = Result<T, InteractError>> + Send + 'static
     where
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        interact_owned(pool, f)
+        interact_owned(pool, f, location)
     }
 
-    fn interact_blocking<F, T>(pool: &Pool, f: F) -> Result<T, InteractError>
+    fn interact_blocking<F, T>(
+        pool: &Pool,
+        f: F,
+        location: &'static Location<'static>,
+    ) -> Result<T, InteractError>
     where
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
     {
-        SqlitePool::interact_blocking(pool, f)
+        let conn = pool.get_blocking_at(location)?;
+        let mut guard = conn.lock();
+        Ok(f(&mut guard)?)
     }
 }
 
 impl SqlitePool for Pool {
+    #[track_caller]
     fn interact<F, T>(
         &self,
         f: F,
@@ -139,16 +152,15 @@ impl SqlitePool for Pool {
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        interact_owned(self.clone(), f)
+        interact_owned(self.clone(), f, Location::caller())
     }
 
+    #[track_caller]
     fn interact_blocking<F, T>(&self, f: F) -> Result<T, InteractError>
     where
         F: FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
     {
-        let conn = self.get_blocking()?;
-        let mut guard = conn.lock();
-        Ok(f(&mut guard)?)
+        <SqliteManager as pool_core::Interact>::interact_blocking(self, f, Location::caller())
     }
 }
 

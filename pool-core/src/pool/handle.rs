@@ -169,8 +169,9 @@ impl<M: Manager> Pool<M> {
     }
 
     /// [`get`](Pool::get) on behalf of a call made at `location` (what `held()` and leak warnings
-    /// name).
-    pub(crate) fn get_at(
+    /// name): for backend crates whose own entry points (`interact`) call `get` for the user.
+    #[doc(hidden)]
+    pub fn get_at(
         &self,
         location: &'static Location<'static>,
     ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + 'static {
@@ -364,8 +365,10 @@ impl<M: BlockingManager> Pool<M> {
         self.shared.get_blocking(Holder::here(), wait)
     }
 
-    /// [`get_blocking`](Pool::get_blocking) on behalf of a call made at `location`.
-    pub(crate) fn get_blocking_at(
+    /// [`get_blocking`](Pool::get_blocking) on behalf of a call made at `location`: for backend
+    /// crates.
+    #[doc(hidden)]
+    pub fn get_blocking_at(
         &self,
         location: &'static Location<'static>,
     ) -> Result<Pooled<M>, PoolError<M::Error>> {

@@ -74,3 +74,32 @@ async fn sqlite_errors_are_returned_typed() {
         .unwrap();
     assert_eq!(one, 1);
 }
+
+/// `held()` (and so leak warnings) name the line that called `interact`, not pool-sqlite's own
+/// `get` inside it, for the async and the blocking form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_names_the_interact_call_site() {
+    let (_dir, pool) = pool_with_table(2);
+    let p = pool.clone();
+    let line = line!() + 1;
+    let held = pool.interact(move |_| Ok(p.held())).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        (held[0].location.file(), held[0].location.line()),
+        (file!(), line)
+    );
+
+    let p = pool.clone();
+    let (held, line) = tokio::task::spawn_blocking(move || {
+        let q = p.clone();
+        let line = line!() + 1;
+        let held = p.interact_blocking(move |_| Ok(q.held())).unwrap();
+        (held, line)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (held[0].location.file(), held[0].location.line()),
+        (file!(), line)
+    );
+}
