@@ -165,6 +165,7 @@ impl<M: Manager> Pool<M> {
             shared: self.shared.clone(),
             wait,
             state: GetState::Init,
+            span: tracing::Span::none(),
         }
     }
 
@@ -180,6 +181,7 @@ impl<M: Manager> Pool<M> {
             shared: self.shared.clone(),
             wait: self.shared.config.wait_timeout,
             state: GetState::Init,
+            span: tracing::Span::none(),
         }
     }
 

@@ -18,6 +18,10 @@ pub(super) struct Get<M: Manager> {
     pub(super) holder: Holder,
     pub(super) wait: Duration,
     pub(super) state: GetState<M>,
+    /// The `pool.get` span: opened at the first poll and entered on every poll, so that it
+    /// covers the whole acquisition (queueing, checks, connecting), also when the connection is
+    /// there at once. Disabled (and nearly free) unless a subscriber wants debug spans.
+    pub(super) span: tracing::Span,
 }
 
 impl<M: Manager> Drop for Get<M> {
@@ -53,6 +57,43 @@ impl<M: Manager> Future for Get<M> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if matches!(this.state, GetState::Init) && this.span.is_none() {
+            this.span = tracing::debug_span!(
+                "pool.get",
+                pool = %this.shared.config.name,
+                conn = tracing::field::Empty,
+                queued = tracing::field::Empty,
+            );
+        }
+        // Taken out while entered, so that the state machine can borrow `this` (and record
+        // `queued` on it); a disabled span is a `None`, so this is two word moves.
+        let span = std::mem::replace(&mut this.span, tracing::Span::none());
+        let out = {
+            let _entered = span.enter();
+            let out = this.poll_state(cx, &span);
+            if let Poll::Ready(out) = &out {
+                match out {
+                    Ok(conn) => {
+                        span.record("conn", Pooled::meta(conn).id());
+                    }
+                    Err(e) => tracing::debug!(error = %e, "pool.get failed"),
+                }
+            }
+            out
+        };
+        this.span = span;
+        out
+    }
+}
+
+impl<M: Manager> Get<M> {
+    /// One poll of the state machine (inside the `pool.get` span).
+    fn poll_state(
+        &mut self,
+        cx: &mut Context<'_>,
+        span: &tracing::Span,
+    ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
+        let this = self;
         match std::mem::replace(&mut this.state, GetState::Done) {
             GetState::Init => {
                 // Spend tokio's cooperative budget even when the connection is there at once, so
@@ -67,7 +108,7 @@ impl<M: Manager> Future for Get<M> {
                     this.state = GetState::Init;
                     return Poll::Pending;
                 };
-                let out = this.start(cx);
+                let out = this.start(cx, span);
                 if out.is_ready() {
                     coop.made_progress();
                 }
@@ -92,15 +133,15 @@ impl<M: Manager> Get<M> {
     pub(super) fn start(
         &mut self,
         cx: &mut Context<'_>,
+        span: &tracing::Span,
     ) -> Poll<Result<Pooled<M>, PoolError<M::Error>>> {
         let shared = &self.shared;
         let now = Instant::now();
-        let (decided, _span) = match shared.take_parked(self.holder, now) {
+        let decided = match shared.take_parked(self.holder, now) {
             // The per-thread fast path: the connection this thread parked, without the pool lock.
             Some(Ok(conn)) => return Poll::Ready(Ok(conn)),
-            Some(Err(checked)) => (shared.after_check(checked), None),
+            Some(Err(checked)) => shared.after_check(checked),
             None => {
-                let span = tracing::debug_span!("pool.get", pool = %shared.config.name).entered();
                 let wait = self.wait;
                 let ask = Ask {
                     holder: self.holder,
@@ -116,6 +157,7 @@ impl<M: Manager> Get<M> {
                         Err(checked) => shared.after_check(checked),
                     },
                     Acquire::Wait(key, Some(cell)) => {
+                        span.record("queued", true);
                         // The waker is stored with the waiter: nothing more to do until woken.
                         self.state = GetState::Waiting {
                             key,
@@ -126,7 +168,7 @@ impl<M: Manager> Get<M> {
                     }
                     d => shared.decide(d, now, now, &mut None),
                 };
-                (decided, Some(span))
+                decided
             }
         };
         match decided {
