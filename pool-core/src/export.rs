@@ -1,9 +1,12 @@
 //! Publishing a pool's state through the [`metrics`] facade, under OpenTelemetry's database
 //! client metric names.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Manager, Pool};
+use parking_lot::Mutex;
+
+use crate::{DurationHistogram, Manager, Pool};
 
 /// Publishes a pool's occupancy and counters through the `metrics` facade, so that whatever
 /// recorder the program installed (Prometheus, OpenTelemetry, StatsD, …) exports them.
@@ -24,6 +27,15 @@ use crate::{Manager, Pool};
 /// | `db.client.connection.closes` | counter | connections closed, any reason |
 /// | `db.client.connection.waits` | counter | acquisitions that had to queue |
 /// | `db.client.connection.wait_time.total` | gauge (only grows) | seconds spent queueing, in all |
+/// | `db.client.connection.wait_time` | histogram, seconds | how long each queued acquisition waited |
+/// | `db.client.connection.use_time` | histogram, seconds | how long each checkout was held, hand-out to check-in |
+///
+/// The two histograms come from [`Metrics::wait_histogram`](crate::Metrics::wait_histogram) and
+/// [`Metrics::hold_histogram`](crate::Metrics::hold_histogram), which the pool keeps in
+/// power-of-two buckets of microseconds: each `record` passes on what was added since the
+/// previous one, every value as its bucket's upper bound (so quantiles read from the recorder
+/// are at most twice the true value, as [`DurationHistogram::quantile`](crate::DurationHistogram::quantile)'s).
+/// Use one exporter per pool, as it remembers what it passed on.
 ///
 /// The facade's recorders keep the last value of a gauge and the absolute value of a counter,
 /// so [`record`](MetricsExporter::record) can run as often as wanted; [`spawn`] runs it on an
@@ -48,6 +60,23 @@ use crate::{Manager, Pool};
 #[derive(Debug, Clone)]
 pub struct MetricsExporter {
     name: String,
+    /// The histograms as of the last `record` (waits, holds), to pass on only what is new.
+    sent: Arc<Mutex<(DurationHistogram, DurationHistogram)>>,
+}
+
+/// Records into `h` what `now` holds beyond `before`, each value as its bucket's upper bound
+/// (the last, open-ended bucket as its lower bound).
+fn send_new(h: &metrics::Histogram, now: &DurationHistogram, before: &DurationHistogram) {
+    let mut lower = Duration::ZERO;
+    for ((upper, n), (_, m)) in now.buckets().zip(before.buckets()) {
+        // Counts only grow; a smaller one means another pool's figures: send them all.
+        let new = if n >= m { n - m } else { n };
+        if new > 0 {
+            let at = if upper == Duration::MAX { lower } else { upper };
+            h.record_many(at.as_secs_f64(), usize::try_from(new).unwrap_or(usize::MAX));
+        }
+        lower = upper;
+    }
 }
 
 const POOL: &str = "db.client.connection.pool.name";
@@ -57,6 +86,7 @@ impl MetricsExporter {
     pub fn new(pool_name: impl Into<String>) -> Self {
         MetricsExporter {
             name: pool_name.into(),
+            sent: Arc::default(),
         }
     }
 
@@ -88,6 +118,18 @@ impl MetricsExporter {
         c("db.client.connection.waits", m.waits);
         metrics::gauge!("db.client.connection.wait_time.total", POOL => name.clone())
             .set(m.wait_time.as_secs_f64());
+        let mut sent = self.sent.lock();
+        send_new(
+            &metrics::histogram!("db.client.connection.wait_time", POOL => name.clone()),
+            &m.wait_histogram,
+            &sent.0,
+        );
+        send_new(
+            &metrics::histogram!("db.client.connection.use_time", POOL => name),
+            &m.hold_histogram,
+            &sent.1,
+        );
+        *sent = (m.wait_histogram, m.hold_histogram);
     }
 
     /// Records `pool` every `interval` on a tokio task, until the pool is closed.

@@ -41,6 +41,33 @@ pub(crate) struct SlotCell<C> {
     parked: Option<Idle<C>>,
     /// Who has the lent connection, and since when.
     lease: Option<(Holder, Instant)>,
+    /// Hold times of the connections lent from here and given back here (merged into
+    /// `Metrics` when they are read), so the fast path's check-in records them under the slot's
+    /// lock instead of the pool's.
+    holds: Holds,
+}
+
+/// Hold times recorded in a slot.
+#[derive(Debug, Default)]
+pub(crate) struct Holds {
+    pub(crate) total: std::time::Duration,
+    pub(crate) histogram: crate::metrics::DurationHistogram,
+}
+
+impl Holds {
+    fn record(&mut self, since: Instant, now: Instant) {
+        let d = now.saturating_duration_since(since);
+        self.total += d;
+        self.histogram.record(d);
+    }
+}
+
+/// What [`Shared::park`] did with a returned connection.
+pub(crate) enum Parked<C> {
+    /// Parked in the slot.
+    Parked,
+    /// Not parked: back for the usual check-in, with whether its hold time was recorded.
+    Back(Idle<C>, bool),
 }
 
 /// One slot, on a cache line of its own.
@@ -81,6 +108,7 @@ fn slots<C>() -> Box<[Slot<C>]> {
                 owner: None,
                 parked: None,
                 lease: None,
+                holds: Holds::default(),
             }))
         })
         .collect()
@@ -184,39 +212,61 @@ impl<M: Manager> Shared<M> {
         i: usize,
         key: usize,
         entry: Idle<M::Connection>,
-    ) -> Option<Idle<M::Connection>> {
+        now: Instant,
+    ) -> Parked<M::Connection> {
         {
             let mut cell = self.fast.slots[i].0.lock();
             if cell.owner != Some(key) {
                 // The lease was handed back to the core meanwhile (a flush): the usual way.
-                return Some(entry);
+                return Parked::Back(entry, false);
             }
-            cell.lease = None;
+            if let Some((_, since)) = cell.lease.take() {
+                cell.holds.record(since, now);
+            }
             cell.parked = Some(entry);
             self.fast.parked.fetch_add(1, Ordering::SeqCst);
         }
         crate::sync::handshake_fence();
         if self.fast.open.load(Ordering::SeqCst) {
-            return None;
+            return Parked::Parked;
         }
         // A request is about to queue (or the pool changed) meanwhile: take the connection back
         // for the usual check-in, unless a flush or a checkout already took it.
         let mut cell = self.fast.slots[i].0.lock();
         if cell.owner != Some(key) {
-            return None;
+            return Parked::Parked;
         }
-        let entry = cell.parked.take()?;
+        let Some(entry) = cell.parked.take() else {
+            return Parked::Parked;
+        };
         self.fast.parked.fetch_sub(1, Ordering::Relaxed);
-        Some(entry)
+        Parked::Back(entry, true)
     }
 
     /// Under the pool lock: slot `i` gives up the connection held under `key`, if it still owns
     /// it (it is lent: the caller has it).
-    pub(crate) fn end_lease(&self, _st: &mut State<M::Connection, M::Error>, i: usize, key: usize) {
+    /// Returns when the lease began, if it was still the slot's (else a flush moved it into the
+    /// core's books).
+    pub(crate) fn end_lease(
+        &self,
+        _st: &mut State<M::Connection, M::Error>,
+        i: usize,
+        key: usize,
+    ) -> Option<Instant> {
         let mut cell = self.fast.slots[i].0.lock();
         if cell.owner == Some(key) {
             cell.owner = None;
-            cell.lease = None;
+            return cell.lease.take().map(|(_, since)| since);
+        }
+        None
+    }
+
+    /// The hold times the slots recorded, added to `m`.
+    pub(crate) fn add_holds(&self, m: &mut crate::metrics::Metrics) {
+        for slot in self.fast.slots.iter() {
+            let cell = slot.0.lock();
+            m.hold_time += cell.holds.total;
+            m.hold_histogram.merge(&cell.holds.histogram);
         }
     }
 

@@ -42,7 +42,7 @@ pub use guard::Pooled;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use layer::{ScopeLayer, ScopeService};
 pub use manager::{BlockingManager, CloseReason, ConnMeta, Manager};
-pub use metrics::{HeldConn, Metrics, Status, WaitHistogram};
+pub use metrics::{DurationHistogram, HeldConn, Metrics, Status, WaitHistogram};
 pub use pool::Pool;
 pub use report::Report;
 pub use retry::{retry, retry_blocking, ErrorClass, RetryPolicy, WorkError};

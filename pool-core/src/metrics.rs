@@ -47,7 +47,13 @@ pub struct Metrics {
     pub wait_time: Duration,
     /// How long each queued acquisition waited (the distribution behind `wait_time`), for
     /// percentiles of acquire time: `metrics.wait_histogram.quantile(0.99)`.
-    pub wait_histogram: WaitHistogram,
+    pub wait_histogram: DurationHistogram,
+    /// Total time connections were held: from hand-out to check-in, over every check-in.
+    pub hold_time: Duration,
+    /// How long each checkout was held, hand-out to check-in (the distribution behind
+    /// `hold_time`), fast-path checkouts included: `metrics.hold_histogram.quantile(0.99)`.
+    /// Connections detached or closed by their holder are not counted.
+    pub hold_histogram: DurationHistogram,
     /// Acquisitions that timed out.
     pub timeouts: u64,
     /// Connections opened.
@@ -72,28 +78,39 @@ pub struct Metrics {
     pub closed_panicked: u64,
 }
 
-/// Buckets of [`WaitHistogram`]: bucket 0 holds waits under 1 µs, bucket `i` those of
+/// Buckets of [`DurationHistogram`]: bucket 0 holds durations under 1 µs, bucket `i` those of
 /// `2^(i-1)` to `2^i` µs, the last one everything longer (over about 18 minutes).
 const WAIT_BUCKETS: usize = 31;
 
-/// How long queued acquisitions waited, in power-of-two buckets of microseconds: recorded under
-/// the pool's lock where the wait ends, with no allocation and no atomic, so it costs a few
-/// instructions per queued request and nothing on the fast path.
+/// A distribution of durations (how long queued acquisitions waited, how long checkouts were
+/// held), in power-of-two buckets of microseconds: recorded where the wait or hold ends, under a
+/// lock the pool holds there anyway, with no allocation and no atomic, so it costs a few
+/// instructions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct WaitHistogram {
+pub struct DurationHistogram {
     counts: [u64; WAIT_BUCKETS],
 }
 
-impl WaitHistogram {
-    /// Counts one wait.
-    pub(crate) fn record(&mut self, wait: Duration) {
-        let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+/// The name [`DurationHistogram`] had when it only counted waits.
+pub type WaitHistogram = DurationHistogram;
+
+impl DurationHistogram {
+    /// Counts one duration.
+    pub(crate) fn record(&mut self, d: Duration) {
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let bucket = (64 - micros.leading_zeros()) as usize;
         self.counts[bucket.min(WAIT_BUCKETS - 1)] += 1;
     }
 
-    /// Waits recorded.
+    /// Adds `other`'s counts to these.
+    pub(crate) fn merge(&mut self, other: &DurationHistogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Durations recorded.
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
@@ -147,6 +164,12 @@ impl Metrics {
         self.wait_histogram.record(wait);
     }
 
+    /// Counts a checkout's hold time in `hold_time` and `hold_histogram`.
+    pub(crate) fn record_hold(&mut self, held: Duration) {
+        self.hold_time += held;
+        self.hold_histogram.record(held);
+    }
+
     /// All connections closed, whatever the reason.
     pub fn closed_total(&self) -> u64 {
         self.closed_broken
@@ -184,7 +207,7 @@ mod tests {
 
     #[test]
     fn wait_histogram_buckets_and_quantiles() {
-        let mut h = WaitHistogram::default();
+        let mut h = DurationHistogram::default();
         assert_eq!(h.quantile(0.5), None);
         h.record(Duration::from_nanos(300)); // < 1 µs
         for _ in 0..97 {

@@ -98,9 +98,9 @@ macro_rules! backend_surface {
         #[cfg(feature = "metrics")]
         pub use $crate::MetricsExporter;
         pub use $crate::{
-            AlreadyConfigured, BuildError, Builder, CloseReason, Config, ConnMeta, EnvError,
-            ErrorClass, ErrorKind, GlobalPool, HeldConn, Member, Metrics, Phase, PoolError, Report,
-            ResizeError, RetryPolicy, Status, WaitHistogram,
+            AlreadyConfigured, BuildError, Builder, CloseReason, Config, ConnMeta,
+            DurationHistogram, EnvError, ErrorClass, ErrorKind, GlobalPool, HeldConn, Member,
+            Metrics, Phase, PoolError, Report, ResizeError, RetryPolicy, Status, WaitHistogram,
         };
         #[cfg(feature = "tower")]
         pub use $crate::{ScopeLayer, ScopeService};

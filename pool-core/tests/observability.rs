@@ -321,3 +321,49 @@ async fn leak_warnings_come_soon_after_the_threshold_not_at_the_reap_interval() 
     assert_eq!(warnings(), 2, "{}", logs.text());
     drop((first, second));
 }
+
+#[tokio::test(start_paused = true)]
+async fn hold_times_are_counted_for_every_checkin_fast_path_included() {
+    let (pool, _fake) = pool(2);
+    let a = pool.get().await.unwrap();
+    sleep(Duration::from_millis(10)).await;
+    drop(a); // 10 ms, checked in through the core
+    let b = pool.get().await.unwrap(); // the per-thread fast path when it is open
+    sleep(Duration::from_millis(30)).await;
+    drop(b); // 30 ms
+    let c = pool.get().await.unwrap();
+    let d = pool.get().await.unwrap();
+    let p = pool.clone();
+    let waiter = tokio::spawn(async move {
+        let e = p.get().await.unwrap();
+        sleep(Duration::from_millis(5)).await;
+        drop(e); // 5 ms, granted from the queue
+    });
+    settle().await;
+    sleep(Duration::from_millis(50)).await;
+    drop(c); // 50 ms
+    waiter.await.unwrap();
+    sleep(Duration::from_millis(1000)).await;
+    drop(d); // 1055 ms
+    let m = pool.metrics();
+    assert_eq!(m.hold_histogram.count(), 5, "{m:?}");
+    assert_eq!(
+        m.hold_time,
+        Duration::from_millis(10 + 30 + 5 + 50 + 1055),
+        "{m:?}"
+    );
+    assert_eq!(
+        m.hold_histogram.quantile(0.5),
+        Some(Duration::from_micros(32_768)),
+        "the median hold (30 ms) lies in the 16.4-32.8 ms bucket"
+    );
+    assert_eq!(
+        m.hold_histogram.quantile(1.0),
+        Some(Duration::from_micros(1 << 21)),
+        "the longest (1.055 s) in the 1.05-2.1 s bucket"
+    );
+    // A detached connection is not a check-in: not counted.
+    let e = pool.get().await.unwrap();
+    drop(pool_core::Pooled::detach(e));
+    assert_eq!(pool.metrics().hold_histogram.count(), 5);
+}

@@ -168,6 +168,15 @@ impl<C, E> State<C, E> {
         out
     }
 
+    /// Counts the hold time of the connection held under `key`, checked in at `now`: since
+    /// `lease` (when it was lent from a fast-path slot) or since the core handed it out.
+    pub(crate) fn record_hold(&mut self, key: usize, lease: Option<Instant>, now: Instant) {
+        let Some(since) = lease.or_else(|| self.held.get(key).map(|h| h.since)) else {
+            return;
+        };
+        self.stats.record_hold(now.saturating_duration_since(since));
+    }
+
     /// The holder under `key` takes its connection out of the pool (detach or manual close).
     pub(crate) fn forget(&mut self, key: usize, closing: bool) -> After<C> {
         let held = self.held.remove(key);

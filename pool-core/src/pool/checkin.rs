@@ -2,6 +2,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::fast::Parked;
 
 impl<M: Manager> Shared<M> {
     /// Check-in from a guard's `Drop`. `lease`: the thread slot the guard's connection was lent
@@ -28,18 +29,20 @@ impl<M: Manager> Shared<M> {
         *dirty = discard.is_none() && self.manager.needs_reset(conn);
         meta.returned(now, self.check_window);
         let clean = discard.is_none() && !*dirty;
+        let mut hold_recorded = false;
         if let Some(i) = lease {
             if clean && self.fast.open.load(Ordering::Acquire) {
-                match self.park(i, key, entry) {
-                    None => return,
-                    Some(back) => entry = back,
+                match self.park(i, key, entry, now) {
+                    Parked::Parked => return,
+                    Parked::Back(back, recorded) => (entry, hold_recorded) = (back, recorded),
                 }
             }
         }
         let (r, closed, conn_id) = {
             let mut st = self.lock_state(tokio::task::try_id().is_some());
-            if let Some(i) = lease {
-                self.end_lease(&mut st, i, key);
+            let lease_since = lease.and_then(|i| self.end_lease(&mut st, i, key));
+            if !hold_recorded {
+                st.record_hold(key, lease_since, now);
             }
             let (key, entry) = if clean && st.park_ok(key) {
                 match self.adopt(key, entry) {

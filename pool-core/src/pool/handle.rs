@@ -208,6 +208,7 @@ impl<M: Manager> Pool<M> {
     pub fn metrics(&self) -> Metrics {
         let mut m = self.shared.state.lock().stats;
         m.gets += self.shared.fast.gets.load(Ordering::Relaxed);
+        self.shared.add_holds(&mut m);
         m
     }
 
