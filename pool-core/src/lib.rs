@@ -47,6 +47,6 @@ pub use pool::Pool;
 pub use report::Report;
 pub use retry::{retry, retry_blocking, ErrorClass, RetryPolicy, WorkError};
 pub use routing::{Member, ReadWrite};
-pub use scope::ScopedConn;
+pub use scope::{carry_scopes, ScopedConn};
 pub use settings::EnvError;
 pub use surface::Interact;

@@ -171,6 +171,20 @@ impl<M: Manager> Pool<M> {
     /// future is dropped; a nested scope of the same pool reuses the outer connection. In steady
     /// state a scope allocates nothing: the pool recycles its slots.
     ///
+    /// # Spawned work and concurrent borrows
+    /// - **Spawned work.** A task scope belongs to the task that runs [`Pool::scope`]: a task
+    ///   spawned from inside it is another task, outside the scope ([`PoolError::NoScope`]), unless
+    ///   its future is wrapped in [`carry_scopes`], which carries every scope the spawning task is
+    ///   in. Carried work shares the scope's connection (one transaction, one session), and the
+    ///   connection goes back to the pool when the scope *and* every task it was carried into have
+    ///   ended. A thread scope belongs to its thread.
+    /// - **Concurrent borrows.** A scope has one connection, and a borrow of it is exclusive: while
+    ///   one part of the scope (or a task it was carried into) has it, another borrow fails at once
+    ///   with [`PoolError::ScopeBusy`], as SQLAlchemy's `AsyncSession` refuses concurrent use. It
+    ///   never waits: the first borrow may belong to the very code that asks again, and waiting
+    ///   would deadlock it. Work that wants parallel queries takes independent connections with
+    ///   [`Pool::get`] (outside the scope's session and transaction).
+    ///
     /// ```
     /// # use pool_core::{Manager, Pool, Pooled};
     /// # struct M;
@@ -261,6 +275,46 @@ impl<M: Manager> Pool<M> {
             slot,
             conn: Some(conn),
         })
+    }
+}
+
+/// Carries the connection scopes the current task is in (of every pool) into `fut`, so that work
+/// spawned from inside a scope shares the scope's connection:
+/// `tokio::spawn(pool_core::carry_scopes(async move { … }))`. Outside any scope `fut` runs as
+/// it is. The scope's connection is returned to the pool when the scope and every future it was
+/// carried into have ended; borrows stay exclusive (see [`Pool::scope`]: a borrow while
+/// another is alive is [`PoolError::ScopeBusy`]).
+///
+/// ```
+/// # use pool_core::{Manager, Pool, Pooled, ScopedConn};
+/// # struct M;
+/// # impl Manager for M {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     async fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let pool = Pool::new(M, 4).unwrap();
+/// pool.scope(async {
+///     let here = Pooled::meta(ScopedConn::pooled(&pool.scoped().await.unwrap())).id();
+///     let p = pool.clone();
+///     let there = tokio::spawn(pool_core::carry_scopes(async move {
+///         Pooled::meta(ScopedConn::pooled(&p.scoped().await.unwrap())).id()
+///     }))
+///     .await
+///     .unwrap();
+///     assert_eq!(here, there); // the spawned task used the scope's connection
+/// })
+/// .await;
+/// # }
+/// ```
+pub fn carry_scopes<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    let entries = TASK_SCOPES.try_with(Clone::clone).ok();
+    async move {
+        match entries {
+            Some(entries) => TASK_SCOPES.scope(entries, fut).await,
+            None => fut.await,
+        }
     }
 }
 

@@ -98,7 +98,7 @@ macro_rules! backend_surface {
         #[cfg(feature = "metrics")]
         pub use $crate::MetricsExporter;
         pub use $crate::{
-            AlreadyConfigured, BuildError, Builder, CloseReason, Config, ConnMeta,
+            carry_scopes, AlreadyConfigured, BuildError, Builder, CloseReason, Config, ConnMeta,
             DurationHistogram, EnvError, ErrorClass, ErrorKind, GlobalPool, HeldConn, Member,
             Metrics, Phase, PoolError, Report, ResizeError, RetryPolicy, Status, WaitHistogram,
         };

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{assert_accounting, assert_invariants, pool, Fake};
-use pool_core::{CloseReason, Pool, PoolError, Pooled, ScopedConn};
+use pool_core::{carry_scopes, CloseReason, Pool, PoolError, Pooled, ScopedConn};
 
 fn conn_id(c: &ScopedConn<Fake>) -> u64 {
     Pooled::meta(ScopedConn::pooled(c)).id()
@@ -86,6 +86,95 @@ async fn a_second_simultaneous_borrow_is_scope_busy() {
         assert_eq!(conn_id(&again), id);
     })
     .await;
+    assert_invariants(&pool);
+}
+
+/// A task spawned with `carry_scopes` shares the scope's connection; the connection goes back to
+/// the pool only when the scope and the carried task have both ended.
+#[tokio::test(start_paused = true)]
+async fn carried_tasks_share_the_scope_connection_and_keep_it_until_they_end() {
+    let (pool, fake) = pool(2);
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (id_tx, id_rx) = tokio::sync::oneshot::channel::<u64>();
+    let p = pool.clone();
+    let here = pool
+        .scope(async {
+            let here = conn_id(&pool.scoped().await.unwrap());
+            tokio::spawn(carry_scopes(async move {
+                let c = p.scoped().await.unwrap();
+                id_tx.send(conn_id(&c)).unwrap();
+                drop(c);
+                // Outlives the scope that spawned it.
+                go_rx.await.unwrap();
+                let again = p.scoped().await.expect("the carried scope is still usable");
+                conn_id(&again)
+            }));
+            here
+        })
+        .await;
+    assert_eq!(
+        id_rx.await.unwrap(),
+        here,
+        "the carried task used the scope's connection"
+    );
+    assert_eq!(
+        pool.status().in_use,
+        1,
+        "the scope ended, but a task it was carried into is alive"
+    );
+    go_tx.send(()).unwrap();
+    common::settle().await;
+    assert_eq!(
+        pool.status().in_use,
+        0,
+        "returned when the carried task ended"
+    );
+    assert_eq!(fake.connects(), 1);
+    assert_invariants(&pool);
+    assert_accounting(&pool);
+}
+
+/// Borrows stay exclusive across carried tasks: a concurrent borrow is `ScopeBusy` at once, and
+/// outside any scope `carry_scopes` changes nothing.
+#[tokio::test(start_paused = true)]
+async fn carried_borrows_are_exclusive_and_carrying_nothing_is_no_scope() {
+    let (pool, _fake) = pool(2);
+    pool.scope(async {
+        let held = pool.scoped().await.unwrap();
+        let p = pool.clone();
+        let r = tokio::spawn(carry_scopes(async move { p.scoped().await.map(|_| ()) }))
+            .await
+            .unwrap();
+        assert!(matches!(r, Err(PoolError::ScopeBusy)), "{r:?}");
+        // Two parts of one scope running at once: the second borrow is refused, not queued.
+        let (a, b) = tokio::join!(
+            async {
+                let c = pool.scoped().await;
+                tokio::task::yield_now().await;
+                c.map(|_| ())
+            },
+            async { pool.scoped().await.map(|_| ()) }
+        );
+        assert!(matches!(a, Err(PoolError::ScopeBusy)) && matches!(b, Err(PoolError::ScopeBusy)));
+        drop(held);
+        let (a, b) = tokio::join!(
+            async {
+                let c = pool.scoped().await;
+                tokio::task::yield_now().await;
+                c.map(|_| ())
+            },
+            async { pool.scoped().await.map(|_| ()) }
+        );
+        assert!(a.is_ok(), "{a:?}");
+        assert!(matches!(b, Err(PoolError::ScopeBusy)), "{b:?}");
+    })
+    .await;
+    let p = pool.clone();
+    let r = tokio::spawn(carry_scopes(async move { p.scoped().await.map(|_| ()) }))
+        .await
+        .unwrap();
+    assert!(matches!(r, Err(PoolError::NoScope)));
+    assert_eq!(pool.status().in_use, 0);
     assert_invariants(&pool);
 }
 
