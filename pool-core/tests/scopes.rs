@@ -134,6 +134,21 @@ async fn carried_tasks_share_the_scope_connection_and_keep_it_until_they_end() {
     assert_accounting(&pool);
 }
 
+type Borrowed = Result<(), PoolError<common::FakeError>>;
+
+/// Two parts of one scope borrowing at once: the first keeps its borrow across a yield while the
+/// second asks.
+async fn two_borrows_at_once(pool: &Pool<Fake>) -> (Borrowed, Borrowed) {
+    tokio::join!(
+        async {
+            let c = pool.scoped().await;
+            tokio::task::yield_now().await;
+            c.map(|_| ())
+        },
+        async { pool.scoped().await.map(|_| ()) }
+    )
+}
+
 /// Borrows stay exclusive across carried tasks: a concurrent borrow is `ScopeBusy` at once, and
 /// outside any scope `carry_scopes` changes nothing.
 #[tokio::test(start_paused = true)]
@@ -147,24 +162,10 @@ async fn carried_borrows_are_exclusive_and_carrying_nothing_is_no_scope() {
             .unwrap();
         assert!(matches!(r, Err(PoolError::ScopeBusy)), "{r:?}");
         // Two parts of one scope running at once: the second borrow is refused, not queued.
-        let (a, b) = tokio::join!(
-            async {
-                let c = pool.scoped().await;
-                tokio::task::yield_now().await;
-                c.map(|_| ())
-            },
-            async { pool.scoped().await.map(|_| ()) }
-        );
+        let (a, b) = two_borrows_at_once(&pool).await;
         assert!(matches!(a, Err(PoolError::ScopeBusy)) && matches!(b, Err(PoolError::ScopeBusy)));
         drop(held);
-        let (a, b) = tokio::join!(
-            async {
-                let c = pool.scoped().await;
-                tokio::task::yield_now().await;
-                c.map(|_| ())
-            },
-            async { pool.scoped().await.map(|_| ()) }
-        );
+        let (a, b) = two_borrows_at_once(&pool).await;
         assert!(a.is_ok(), "{a:?}");
         assert!(matches!(b, Err(PoolError::ScopeBusy)), "{b:?}");
     })
