@@ -25,7 +25,7 @@ mod report;
 mod retry;
 mod routing;
 mod scope;
-mod settings;
+pub mod settings;
 mod surface;
 mod sync;
 #[cfg(test)]
