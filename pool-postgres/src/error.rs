@@ -28,6 +28,18 @@ pub enum ConfigError {
          ALTER ROLE/ALTER DATABASE … SET, or PgBouncer's connect_query"
     )]
     PgBouncerStartupOptions,
+    /// An environment variable read by [`Settings::from_env`](crate::Settings::from_env) has a
+    /// value that does not fit its setting (the error names the variable).
+    #[error(transparent)]
+    Env(#[from] pool_core::EnvError),
+    /// [`Settings`](crate::Settings) names no server: neither `url` nor `host` is set.
+    #[error("no PostgreSQL server given: set `url` or `host`")]
+    NoServer,
+    /// [`Settings`](crate::Settings) sets `host` or `port` both in `url` and on its own (hosts
+    /// and ports are lists in PostgreSQL connection strings, so one cannot override the
+    /// other).
+    #[error("`{0}` is given both in `url` and on its own: keep one")]
+    SetTwice(&'static str),
 }
 
 /// Sorts a driver error into the classes [`pool_core::retry`] acts on.

@@ -14,6 +14,7 @@ mod error;
 mod manager;
 mod role;
 mod session;
+mod settings;
 mod sniff;
 
 pub use bouncer::{QueryRef, ToQuery};
@@ -21,6 +22,7 @@ pub use client::ClientWrapper;
 pub use error::{classify, classify_pool_error, retry, ConfigError};
 pub use manager::{InitFuture, InitHook, Manager, ResetMode};
 pub use role::TargetRole;
+pub use settings::Settings;
 pub use tokio_postgres;
 
 #[cfg(feature = "rustls")]

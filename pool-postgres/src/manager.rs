@@ -66,6 +66,33 @@ pub enum ResetMode {
     Off,
 }
 
+impl std::str::FromStr for ResetMode {
+    type Err = pool_core::settings::UnknownValue;
+
+    /// Parses `auto`, `rollback`, `discard-all` (or `discard_all`) or `off`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "auto" => ResetMode::Auto,
+            "rollback" => ResetMode::Rollback,
+            "discard-all" | "discard_all" => ResetMode::DiscardAll,
+            "off" => ResetMode::Off,
+            _ => {
+                return Err(pool_core::settings::UnknownValue {
+                    value: s.to_owned(),
+                    expected: "auto, rollback, discard-all or off",
+                })
+            }
+        })
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for ResetMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        pool_core::settings::deserialize_from_str(d)
+    }
+}
+
 /// Opens, checks and cleans tokio-postgres connections for [`pool_core::Pool`].
 ///
 /// Build it from a URL ([`Manager::from_url`]) or a [`tokio_postgres::Config`]
@@ -94,6 +121,26 @@ pub struct Manager {
     generation: AtomicU64,
     /// PgBouncer-safe mode ([`Manager::pgbouncer`]): the parameter types learned per SQL text.
     bouncer: Option<Arc<crate::bouncer::Shared>>,
+}
+
+/// A connection string taken apart: the driver's configuration and the parameters this crate
+/// reads itself.
+pub(crate) struct ParsedUrl {
+    pub(crate) config: Config,
+    pub(crate) pgbouncer: Option<bool>,
+    pub(crate) role: Option<TargetRole>,
+}
+
+/// Parses a connection string as [`Manager::from_url`] does.
+pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
+    let (url, pgbouncer) = crate::bouncer::split_pgbouncer_flag(url)?;
+    let (url, role) = split_target_role(&url);
+    let config = url.parse::<Config>().map_err(ConfigError::Url)?;
+    Ok(ParsedUrl {
+        config,
+        pgbouncer,
+        role,
+    })
 }
 
 impl Manager {
@@ -144,14 +191,25 @@ impl Manager {
     /// Besides the driver's values, `target_session_attrs` may be `primary`, `standby` or
     /// `prefer-standby` (see [`TargetRole`]).
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
-        let (url, pgbouncer) = crate::bouncer::split_pgbouncer_flag(url)?;
-        let (url, role) = split_target_role(&url);
-        let config = url.parse::<Config>().map_err(ConfigError::Url)?;
+        Self::from_parsed(parse_url(url)?, Self::new)
+    }
+
+    /// A manager made by `make` from a parsed connection string, with its `pgbouncer` flag
+    /// and role applied.
+    pub(crate) fn from_parsed(
+        parsed: ParsedUrl,
+        make: impl FnOnce(Config) -> Manager,
+    ) -> Result<Self, ConfigError> {
+        let ParsedUrl {
+            config,
+            pgbouncer,
+            role,
+        } = parsed;
         let pgbouncer = pgbouncer.unwrap_or(false);
         if pgbouncer && config.get_options().is_some_and(|o| !o.trim().is_empty()) {
             return Err(ConfigError::PgBouncerStartupOptions);
         }
-        let manager = Self::new(config).pgbouncer(pgbouncer);
+        let manager = make(config).pgbouncer(pgbouncer);
         Ok(match role {
             Some(role) => manager.target_role(role),
             None => manager,
@@ -281,7 +339,7 @@ impl Manager {
         self
     }
 
-    /// How a used connection is cleaned before its next user. Default: [`ResetMode::Rollback`].
+    /// How a used connection is cleaned before its next user. Default: [`ResetMode::Auto`].
     pub fn reset_mode(mut self, mode: ResetMode) -> Self {
         self.reset_mode = mode;
         self

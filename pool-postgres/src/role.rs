@@ -43,6 +43,10 @@ impl TargetRole {
         })
     }
 
+    /// The setting's words, for errors.
+    pub(crate) const WORDS: &'static str =
+        "any, read-write (primary), read-only (standby) or prefer-standby";
+
     /// What the driver is asked for (the first attempt, for `PreferStandby`).
     pub(crate) fn driver_attrs(self) -> TargetSessionAttrs {
         match self {
@@ -59,6 +63,26 @@ impl TargetRole {
             TargetSessionAttrs::ReadOnly => TargetRole::ReadOnly,
             _ => TargetRole::Any,
         }
+    }
+}
+
+impl std::str::FromStr for TargetRole {
+    type Err = pool_core::settings::UnknownValue;
+
+    /// Parses the words of `target_session_attrs`: `any`, `read-write` or `primary`,
+    /// `read-only` or `standby`, `prefer-standby`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TargetRole::parse(s.trim()).ok_or_else(|| pool_core::settings::UnknownValue {
+            value: s.to_owned(),
+            expected: TargetRole::WORDS,
+        })
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for TargetRole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        pool_core::settings::deserialize_from_str(d)
     }
 }
 

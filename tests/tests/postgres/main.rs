@@ -13,5 +13,6 @@ mod retry;
 mod secrets;
 mod server;
 mod session;
+mod settings;
 mod tls;
 mod util;
