@@ -15,6 +15,13 @@ pub enum ConfigError {
     /// The pool settings were rejected.
     #[error("invalid pool settings")]
     Pool(#[source] pool_core::BuildError),
+    /// An environment variable read by [`Settings::from_env`](crate::Settings::from_env) has a
+    /// value that does not fit its setting (the error names the variable).
+    #[error(transparent)]
+    Env(#[from] pool_core::EnvError),
+    /// [`Settings`](crate::Settings) names no server: neither `url` nor `host` is set.
+    #[error("no MySQL server given: set `url` or `host`")]
+    NoServer,
 }
 
 /// Sorts a driver error into the classes [`pool_core::retry`] acts on.

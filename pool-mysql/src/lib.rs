@@ -10,11 +10,13 @@ mod conn;
 mod error;
 mod manager;
 mod probe;
+mod settings;
 
 pub use conn::ConnWrapper;
 pub use error::{classify, classify_pool_error, retry, ConfigError};
 pub use manager::{InitFuture, InitHook, Manager, ResetMode};
 pub use mysql_async;
+pub use settings::Settings;
 
 pool_core::backend_surface!(Manager, mysql_async::Error);
 

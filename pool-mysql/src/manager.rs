@@ -68,6 +68,33 @@ pub enum ResetMode {
     Off,
 }
 
+impl std::str::FromStr for ResetMode {
+    type Err = pool_core::settings::UnknownValue;
+
+    /// Parses `session`, `rollback`, `reset-connection` (or `reset_connection`) or `off`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "session" => ResetMode::Session,
+            "rollback" => ResetMode::Rollback,
+            "reset-connection" | "reset_connection" => ResetMode::ResetConnection,
+            "off" => ResetMode::Off,
+            _ => {
+                return Err(pool_core::settings::UnknownValue {
+                    value: s.to_owned(),
+                    expected: "session, rollback, reset-connection or off",
+                })
+            }
+        })
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for ResetMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        pool_core::settings::deserialize_from_str(d)
+    }
+}
+
 /// Opens, checks and cleans raw [`mysql_async::Conn`]s for [`pool_core::Pool`].
 ///
 /// | pool step | what this manager does |

@@ -10,4 +10,5 @@ mod retry;
 mod secrets;
 mod server;
 mod session;
+mod settings;
 mod util;
