@@ -43,6 +43,9 @@ pub struct SqliteManager {
     anchor: Arc<Mutex<Option<Connection>>>,
 }
 
+/// The longest busy timeout SQLite can take (`i32::MAX` milliseconds, about 24.8 days).
+const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 impl SqliteManager {
     /// A manager for the database at `path`, opened with `flags`.
     ///
@@ -95,7 +98,8 @@ impl SqliteManager {
 
     /// How long a statement waits for another connection's lock before failing with
     /// `SQLITE_BUSY`. Keep it well below the pool's `wait_timeout`, so a busy database surfaces
-    /// as an error rather than as a pool timeout. Default: 5 s.
+    /// as an error rather than as a pool timeout. Longer than SQLite's limit (about 24.8 days,
+    /// e.g. [`Duration::MAX`]) is that limit. Default: 5 s.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.opts_mut().busy_timeout = timeout;
         self
@@ -165,7 +169,8 @@ fn open(opts: &Options, anchor: &Mutex<Option<Connection>>) -> rusqlite::Result<
     }
     let conn = Connection::open_with_flags(filename, opts.flags)?;
     // First, so that switching the journal mode waits for other connections' locks.
-    conn.busy_timeout(opts.busy_timeout)?;
+    // SQLite takes milliseconds as a C int (rusqlite panics above it): longer is "forever".
+    conn.busy_timeout(opts.busy_timeout.min(MAX_BUSY_TIMEOUT))?;
     if opts.wal
         && !opts.target.is_memory()
         && !opts.flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY)
