@@ -37,6 +37,10 @@ pub enum ConfigError {
     /// The pool settings were rejected (see [`pool_core::BuildError`]).
     #[error(transparent)]
     Build(#[from] pool_core::BuildError),
+    /// An environment variable read by [`Settings::from_env`](crate::Settings::from_env) has a
+    /// value that does not fit its setting (the error names the variable).
+    #[error(transparent)]
+    Env(#[from] pool_core::EnvError),
 }
 
 /// SQLite's `PRAGMA synchronous` setting, applied to every new connection.
@@ -76,6 +80,33 @@ impl Synchronous {
             Synchronous::Full => 2,
             Synchronous::Extra => 3,
         }
+    }
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = pool_core::settings::UnknownValue;
+
+    /// Parses `off`, `normal`, `full` or `extra` (any case), or SQLite's numbers 0 to 3.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "0" => Synchronous::Off,
+            "normal" | "1" => Synchronous::Normal,
+            "full" | "2" => Synchronous::Full,
+            "extra" | "3" => Synchronous::Extra,
+            _ => {
+                return Err(pool_core::settings::UnknownValue {
+                    value: s.to_owned(),
+                    expected: "off, normal, full or extra",
+                })
+            }
+        })
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Synchronous {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        pool_core::settings::deserialize_from_str(d)
     }
 }
 

@@ -10,6 +10,7 @@ mod conn;
 mod error;
 mod handoff;
 mod manager;
+mod settings;
 
 use std::future::Future;
 use std::panic::Location;
@@ -20,6 +21,7 @@ pub use conn::{InteractError, SqliteConn, SqliteGuard};
 pub use error::classify;
 pub use manager::SqliteManager;
 pub use rusqlite;
+pub use settings::Settings;
 
 pool_core::backend_surface!(SqliteManager, rusqlite::Error);
 

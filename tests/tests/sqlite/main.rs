@@ -11,6 +11,7 @@ mod init;
 mod memory;
 mod retry;
 mod runtime;
+mod settings;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
