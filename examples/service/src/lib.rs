@@ -16,11 +16,13 @@
 //! It depends on the backend crates alone (`pool-postgres` with its `tower` and `metrics`
 //! features, `pool-sqlite`).
 //!
-//! `cargo run -p pool-example-service` serves it (see `src/main.rs` for its environment
-//! variables); `cargo test -p pool-example-service` runs it against the machine's PostgreSQL
-//! with a few hundred real HTTP requests.
+//! Its configuration ([`Settings`]) is a TOML file of the backends' own `Settings` (the server,
+//! the manager's options, the pool's knobs) with environment variables on top.
+//!
+//! `cargo run -p pool-example-service` serves it (`SERVICE_CONFIG=examples/service/service.toml`
+//! to read the sample file; see `src/main.rs`); `cargo test -p pool-example-service` runs it
+//! against the machine's PostgreSQL with a few hundred real HTTP requests.
 
-use std::time::Duration;
 
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -47,34 +49,102 @@ pub fn sqlite() -> Result<&'static pool_sqlite::Pool, pool_sqlite::Error> {
     pool_sqlite::global().pool()
 }
 
-/// What [`setup`] needs.
-#[derive(Debug, Clone)]
+/// The service's whole configuration: a TOML file (see `service.toml` next to this crate's
+/// `Cargo.toml`) whose `[postgres]` and `[sqlite]` tables are the backends' own
+/// [`pool_postgres::Settings`] and [`pool_sqlite::Settings`] (each with its `pool` table),
+/// then environment variables on top: `SERVICE_ADDR`, `SERVICE_PG_*` (`SERVICE_PG_URL`,
+/// `SERVICE_PG_PASSWORD`, `SERVICE_PG_MAX_SIZE`, …) and `SERVICE_SQLITE_*`.
+///
+/// `Debug` shows no password.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// The PostgreSQL URL.
-    pub pg_url: String,
-    /// The SQLite URL (`sqlite://path`, `sqlite::memory:` is not shared across connections).
-    pub sqlite_url: String,
-    /// Most PostgreSQL connections.
-    pub pg_max_size: usize,
-    /// Most SQLite connections.
-    pub sqlite_max_size: usize,
+    /// The address to listen on. Default `127.0.0.1:3000`.
+    pub addr: Option<String>,
+    /// The PostgreSQL pool. Without `url` or `host`: `postgres://postgres@127.0.0.1:5432/test`;
+    /// without `application_name`: `pool-example-service`.
+    pub postgres: pool_postgres::Settings,
+    /// The SQLite pool. Without `url`: `sqlite://example-service.db`. Pools without a `name`
+    /// are named `postgres` and `sqlite`.
+    pub sqlite: pool_sqlite::Settings,
+}
+
+/// The prefix of the PostgreSQL pool's environment variables.
+pub const PG_ENV_PREFIX: &str = "SERVICE_PG_";
+/// The prefix of the SQLite pool's environment variables.
+pub const SQLITE_ENV_PREFIX: &str = "SERVICE_SQLITE_";
+
+impl Settings {
+    /// Reads the TOML text `file` (if any), lays the variables of `vars` over it (e.g.
+    /// `std::env::vars()`) and fills in the service's defaults.
+    ///
+    /// # Errors
+    /// A file that is not valid TOML or names an unknown setting; a variable whose value does
+    /// not fit (the error names it).
+    pub fn load<K, V>(
+        file: Option<&str>,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Settings, BoxError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut settings: Settings = match file {
+            Some(text) => toml::from_str(text)?,
+            None => Settings::default(),
+        };
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
+        settings
+            .postgres
+            .apply_vars(PG_ENV_PREFIX, vars.iter().cloned())?;
+        settings
+            .sqlite
+            .apply_vars(SQLITE_ENV_PREFIX, vars.iter().cloned())?;
+        if let Some((_, addr)) = vars.iter().find(|(k, _)| k == "SERVICE_ADDR") {
+            settings.addr = Some(addr.clone());
+        }
+        let pg = &mut settings.postgres;
+        if pg.url.is_none() && pg.host.is_none() {
+            pg.url = Some("postgres://postgres@127.0.0.1:5432/test".to_owned());
+        }
+        pg.application_name
+            .get_or_insert_with(|| "pool-example-service".to_owned());
+        settings
+            .sqlite
+            .url
+            .get_or_insert_with(|| "sqlite://example-service.db".to_owned());
+        // The names its logs and `/metrics` use.
+        for (name, default) in [
+            (&mut settings.postgres.pool.name, "postgres"),
+            (&mut settings.sqlite.pool.name, "sqlite"),
+        ] {
+            if name.is_empty() {
+                default.clone_into(name);
+            }
+        }
+        Ok(settings)
+    }
+
+    /// The address to listen on.
+    pub fn addr(&self) -> &str {
+        self.addr.as_deref().unwrap_or("127.0.0.1:3000")
+    }
 }
 
 /// A boxed error of the set-up.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Builds both pools, installs them as the global ones and creates the service's tables.
+/// Builds both pools from `settings`, installs them as the global ones and creates the
+/// service's tables.
 ///
 /// # Errors
 /// A malformed URL, a pool that is configured already, or a database that cannot be reached.
 pub async fn setup(settings: &Settings) -> Result<(), BoxError> {
-    let manager = pool_postgres::Manager::from_url(&settings.pg_url)?
-        .application_name("pool-example-service");
-    let pg = pool_postgres::Pool::builder(manager)
-        .max_size(settings.pg_max_size)
-        .wait_timeout(Duration::from_secs(5))
-        .build()?;
-    let sqlite = pool_sqlite::pool(&settings.sqlite_url, settings.sqlite_max_size)?;
+    let pg = settings.postgres.build()?;
+    let sqlite = settings.sqlite.build()?;
     pool_postgres::global().configure(pg)?;
     pool_sqlite::global().configure(sqlite)?;
     self::pg()?
@@ -243,6 +313,8 @@ async fn render_metrics(handle: PrometheusHandle) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -44,12 +44,21 @@ async fn a_few_hundred_requests_through_the_layer_the_global_pools_and_metrics()
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        pg_url,
-        sqlite_url: format!("sqlite://{}", dir.path().join("service.db").display()),
-        pg_max_size: 4,
-        sqlite_max_size: 2,
-    };
+    // The repository's sample settings file, with the environment on top (as `main` does).
+    let sqlite_url = format!("sqlite://{}", dir.path().join("service.db").display());
+    let settings = Settings::load(
+        Some(include_str!("../service.toml")),
+        [
+            ("SERVICE_PG_URL", pg_url.as_str()),
+            ("SERVICE_PG_MAX_SIZE", "4"),
+            ("SERVICE_SQLITE_URL", sqlite_url.as_str()),
+            ("SERVICE_SQLITE_MAX_SIZE", "2"),
+        ],
+    )
+    .expect("settings");
+    assert_eq!(settings.postgres.pool.max_size, 4);
+    assert_eq!(settings.postgres.pool.wait_timeout, Duration::from_secs(5));
+    assert_eq!(settings.sqlite.pool.idle_timeout, None);
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .expect("the test's recorder");
@@ -133,4 +142,39 @@ async fn a_few_hundred_requests_through_the_layer_the_global_pools_and_metrics()
     assert!(pg.metrics().connects <= 4, "{:?}", pg.metrics());
     assert_eq!(sqlite().unwrap().status().in_use, 0);
     server.abort();
+}
+
+#[test]
+fn settings_load_from_the_sample_file_and_the_environment_and_hide_passwords() {
+    let settings = Settings::load(
+        Some(include_str!("../service.toml")),
+        [
+            ("SERVICE_PG_PASSWORD", "hunter2"),
+            ("SERVICE_ADDR", "127.0.0.1:0"),
+        ],
+    )
+    .expect("settings");
+    assert_eq!(settings.addr(), "127.0.0.1:0");
+    assert_eq!(settings.postgres.password.as_deref(), Some("hunter2"));
+    assert_eq!(settings.postgres.statement_cache_capacity, Some(128));
+    assert_eq!(
+        settings.postgres.pool.leak_threshold,
+        Some(Duration::from_secs(10))
+    );
+    assert!(!format!("{settings:?}").contains("hunter2"));
+
+    let defaults = Settings::load(None, std::iter::empty::<(&str, &str)>()).expect("defaults");
+    assert_eq!(
+        defaults.postgres.application_name.as_deref(),
+        Some("pool-example-service")
+    );
+    assert_eq!(
+        defaults.sqlite.url.as_deref(),
+        Some("sqlite://example-service.db")
+    );
+
+    let err = Settings::load(Some("[postgres]\nurll = \"x\"\n"), [("A", "b")]).unwrap_err();
+    assert!(err.to_string().contains("urll"), "{err}");
+    let err = Settings::load(None, [("SERVICE_SQLITE_MAX_SIZE", "many")]).unwrap_err();
+    assert!(err.to_string().contains("SERVICE_SQLITE_MAX_SIZE"), "{err}");
 }
