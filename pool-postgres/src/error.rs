@@ -40,6 +40,10 @@ pub enum ConfigError {
     /// other).
     #[error("`{0}` is given both in `url` and on its own: keep one")]
     SetTwice(&'static str),
+    /// The TLS settings cannot be used: the CA file cannot be read or holds no certificate
+    /// rustls accepts, or no rustls `CryptoProvider` is installed (feature `rustls`).
+    #[error("TLS settings: {0}")]
+    Tls(String),
 }
 
 /// Sorts a driver error into the classes [`pool_core::retry`] acts on.

@@ -16,6 +16,8 @@ mod role;
 mod session;
 mod settings;
 mod sniff;
+#[cfg(feature = "rustls")]
+mod tls;
 
 pub use bouncer::{QueryRef, ToQuery};
 pub use client::ClientWrapper;

@@ -40,9 +40,10 @@ use crate::{ConfigError, Manager, Pool, ResetMode, TargetRole};
 /// idle_timeout = "10m"
 /// ```
 ///
-/// What cannot be data is set on the [`Manager`] in code: TLS ([`Settings::manager_with_tls`],
-/// [`Settings::build_with_tls`]) and an init hook ([`Manager::init`], then
-/// [`Builder::from_config`] with [`Settings::pool`]).
+/// TLS is data with the `rustls` feature (`tls_ca_file`); any other connector is given in
+/// code ([`Settings::manager_with_tls`], [`Settings::build_with_tls`]). An init hook is set on
+/// the [`Manager`] in code ([`Manager::init`], then [`Builder::from_config`] with
+/// [`Settings::pool`]).
 ///
 /// ```
 /// let settings = pool_postgres::Settings::from_vars(
@@ -104,6 +105,16 @@ pub struct Settings {
         serde(with = "pool_core::settings::optional_duration")
     )]
     pub max_replication_lag: Option<Duration>,
+    /// TLS through rustls (feature `rustls`): a PEM file of the certificates (CAs, or the
+    /// server's own) to trust. When set, [`Settings::build`] connects with rustls: the
+    /// server's certificate must chain to one of them and name the host connected to
+    /// (`sslmode=require` in the URL refuses a server without TLS; the default `prefer` falls
+    /// back to plaintext). Needs a process-wide rustls `CryptoProvider` installed (e.g.
+    /// `rustls::crypto::ring::default_provider().install_default()`). Env:
+    /// `{prefix}TLS_CA_FILE` (an error without the feature, never ignored).
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// The pool's knobs: a `pool` table in a file; in the environment the same prefix and the
     /// field's name in upper case (`{prefix}MAX_SIZE`, see [`Config::apply_vars`]).
     pub pool: Config,
@@ -141,7 +152,7 @@ impl Settings {
     /// over settings read from a file. After the prefix: `URL`, `HOST`, `PORT`, `USER`,
     /// `PASSWORD`, `DBNAME`, `APPLICATION_NAME`, `SEARCH_PATH` (comma-separated),
     /// `RESET_MODE`, `STATEMENT_CACHE_CAPACITY`, `PGBOUNCER`, `TARGET_ROLE`,
-    /// `MAX_REPLICATION_LAG`, and the pool's (`MAX_SIZE`, `WAIT_TIMEOUT`, …, see
+    /// `MAX_REPLICATION_LAG`, `TLS_CA_FILE` (feature `rustls`), and the pool's (`MAX_SIZE`, `WAIT_TIMEOUT`, …, see
     /// [`Config::apply_vars`]). Other names with the prefix are ignored.
     ///
     /// # Errors
@@ -172,6 +183,12 @@ impl Settings {
                 "PGBOUNCER" => self.pgbouncer = Some(var.boolean()?),
                 "TARGET_ROLE" => self.target_role = Some(var.parse()?),
                 "MAX_REPLICATION_LAG" => self.max_replication_lag = var.optional_duration()?,
+                #[cfg(feature = "rustls")]
+                "TLS_CA_FILE" => self.tls_ca_file = Some(var.text().into()),
+                #[cfg(not(feature = "rustls"))]
+                "TLS_CA_FILE" => {
+                    return Err(var.error("TLS settings need pool-postgres's `rustls` feature"))
+                }
                 _ => {}
             }
             Ok(())
@@ -186,13 +203,20 @@ impl Settings {
         &self.pool
     }
 
-    /// The manager these settings describe, without TLS. Opens nothing.
+    /// The manager these settings describe: without TLS, or with rustls when
+    /// `tls_ca_file` is set (feature `rustls`). Opens nothing.
     ///
     /// # Errors
     /// [`ConfigError::NoServer`] without `url` and `host`; [`ConfigError::SetTwice`] when
     /// `host` or `port` is also in `url`; the errors of [`Manager::from_url`];
-    /// [`ConfigError::PgBouncerStartupOptions`] for a search path behind PgBouncer.
+    /// [`ConfigError::PgBouncerStartupOptions`] for a search path behind PgBouncer;
+    /// [`ConfigError::Tls`] when the CA file cannot be used.
     pub fn manager(&self) -> Result<Manager, ConfigError> {
+        #[cfg(feature = "rustls")]
+        if let Some(path) = &self.tls_ca_file {
+            let tls = crate::tls::client_config(path)?;
+            return self.manager_with(|config| Manager::with_rustls(config, tls));
+        }
         self.manager_with(Manager::new)
     }
 
@@ -211,7 +235,7 @@ impl Settings {
         self.manager_with(|config| Manager::with_tls(config, tls))
     }
 
-    /// Builds the pool, without TLS. Opens nothing (unless [`Config::min_idle`] asks for
+    /// Builds the pool (TLS as [`Settings::manager`]). Opens nothing (unless [`Config::min_idle`] asks for
     /// connections, which are then opened in the background).
     ///
     /// # Errors
@@ -304,8 +328,8 @@ impl Settings {
 
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("url", &self.url.as_deref().map(redact_url))
+        let mut f = f.debug_struct("Settings");
+        f.field("url", &self.url.as_deref().map(redact_url))
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
@@ -317,8 +341,9 @@ impl fmt::Debug for Settings {
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("pgbouncer", &self.pgbouncer)
             .field("target_role", &self.target_role)
-            .field("max_replication_lag", &self.max_replication_lag)
-            .field("pool", &self.pool)
-            .finish()
+            .field("max_replication_lag", &self.max_replication_lag);
+        #[cfg(feature = "rustls")]
+        f.field("tls_ca_file", &self.tls_ca_file);
+        f.field("pool", &self.pool).finish()
     }
 }

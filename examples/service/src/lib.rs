@@ -23,7 +23,6 @@
 //! to read the sample file; see `src/main.rs`); `cargo test -p pool-example-service` runs it
 //! against the machine's PostgreSQL with a few hundred real HTTP requests.
 
-
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -237,3 +237,53 @@ async fn cancels_reach_a_tls_server_and_a_running_statement_does_not_block_the_n
         .expect("served within the 2 s deadline although 4.8 s of sleep were left");
     client.query_one("SELECT 1", &[]).await.unwrap();
 }
+
+/// TLS from settings data: `tls_ca_file` (the PEM file of the certificate to trust) and
+/// `sslmode=require` in the URL give a pool whose sessions run over rustls; a file without a
+/// certificate is a typed error, not a plaintext pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_with_a_ca_file_connect_over_tls() {
+    let server = tokio::task::spawn_blocking(TlsServer::start).await.unwrap();
+    // The process-wide provider `Settings` uses (another test may have installed it first).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = server.dir.path().join("data/server.crt");
+    let settings = pool_postgres::Settings::from_vars(
+        "TLS_DB_",
+        [
+            (
+                "TLS_DB_URL".to_owned(),
+                format!(
+                    "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+                    server.port
+                ),
+            ),
+            ("TLS_DB_TLS_CA_FILE".to_owned(), ca.display().to_string()),
+            ("TLS_DB_WAIT_TIMEOUT".to_owned(), "5s".to_owned()),
+        ],
+    )
+    .expect("settings");
+    let pool = settings.build().expect("pool");
+    let client = pool.get().await.expect("a TLS connection from settings");
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the session runs over TLS");
+
+    let not_pem = server.dir.path().join("not-a-certificate.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let mut bad = settings.clone();
+    bad.tls_ca_file = Some(not_pem);
+    let err = bad.build().expect_err("no certificate in the file");
+    assert!(matches!(err, pool_postgres::ConfigError::Tls(_)), "{err:?}");
+    let mut missing = settings;
+    missing.tls_ca_file = Some(server.dir.path().join("nowhere.pem"));
+    assert!(matches!(
+        missing.build(),
+        Err(pool_postgres::ConfigError::Tls(_))
+    ));
+}
