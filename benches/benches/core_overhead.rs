@@ -22,6 +22,10 @@
 //! `POOL_BENCH_ROUND_MS` (default 200) after one untimed warm-up run; `ours ÷` is the median over rounds of ours' rate ÷ this pool's
 //! in the same round, with the min–max (skip both reports with `POOL_BENCH_LATENCY=0`).
 //!
+//! The `tokio_only` row of the task report runs the same loop with no pool at all (each
+//! "get" only spends one unit of tokio's cooperative budget): its fairness is the scheduler's
+//! own ceiling for that many hot tasks on 2 workers, and its rate the cost of the loop itself.
+//!
 //! `POOL_BENCH_COOP=off` runs every contender's task loop under
 //! `tokio::task::coop::unconstrained` (the control for a lead that comes from not yielding to
 //! tokio's cooperative budget). `POOL_BENCH_ONLY=tasks16,threads32` runs only the named cases
@@ -297,6 +301,14 @@ fn bench_affinity(c: &mut Criterion) {
     g.finish();
 }
 
+/// The "connection" of the `tokio_only` control row: no pool at all, each "get" only spends
+/// one unit of tokio's cooperative budget, as a pool's get that yields fairly does. Its
+/// fairness is what the scheduler itself gives this many hot tasks on 2 workers: the ceiling
+/// no pool can pass.
+struct NoPool {
+    id: u64,
+}
+
 /// What one timed run of one contender gave.
 struct Outcome {
     gets: u64,
@@ -559,6 +571,15 @@ fn latency_report(rounds: usize, round: Duration) {
                 "mobc",
                 Box::new(|d| {
                     timebox_tasks!(rt, mobc, tasks, hold, d, |p| p.get().await.expect("get"))
+                }),
+            ),
+            (
+                "tokio_only",
+                Box::new(|d| {
+                    timebox_tasks!(rt, (), tasks, hold, d, |_p| {
+                        tokio::task::coop::consume_budget().await;
+                        NoPool { id: 0 }
+                    })
                 }),
             ),
         ];
