@@ -342,6 +342,28 @@ fn mask_password_params(s: &str) -> String {
     out
 }
 
+/// A backend's `Settings::apply_vars` in one call: `f` gets every variable of `vars` that
+/// starts with `prefix` (as [`for_each_var`]) for the backend's own settings, then `pool` takes
+/// its own ([`Config::apply_vars`], same prefix). Names neither knows are ignored.
+///
+/// # Errors
+/// The first [`EnvError`], from `f` or from the pool's settings.
+pub fn apply_backend_vars<K, V>(
+    prefix: &str,
+    vars: impl IntoIterator<Item = (K, V)>,
+    pool: &mut Config,
+    f: impl FnMut(&str, Var<'_>) -> Result<(), EnvError>,
+) -> Result<(), EnvError>
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let vars: Vec<(K, V)> = vars.into_iter().collect();
+    let pairs = || vars.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
+    for_each_var(prefix, pairs(), f)?;
+    pool.apply_vars(prefix, pairs())
+}
+
 impl Config {
     /// The default configuration with every setting the environment names overridden:
     /// `{prefix}MAX_SIZE`, `{prefix}WAIT_TIMEOUT`, … — the field's name in upper case (see

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use mysql_async::{Opts, OptsBuilder};
-use pool_core::settings::{for_each_var, redact_url};
+use pool_core::settings::{apply_backend_vars, redact_url};
 use pool_core::{Builder, Config, EnvError};
 
 use crate::{ConfigError, Manager, Pool, ResetMode};
@@ -124,9 +124,7 @@ impl Settings {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let vars: Vec<(K, V)> = vars.into_iter().collect();
-        let pairs = || vars.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
-        for_each_var(prefix, pairs(), |field, var| -> Result<(), EnvError> {
+        apply_backend_vars(prefix, vars, &mut self.pool, |field, var| {
             match field {
                 "URL" => self.url = Some(var.text()),
                 "HOST" => self.host = Some(var.text()),
@@ -139,9 +137,8 @@ impl Settings {
                 "RESET_MODE" => self.reset_mode = var.parse()?,
                 _ => {}
             }
-            Ok(())
+            Ok::<(), EnvError>(())
         })?;
-        self.pool.apply_vars(prefix, pairs())?;
         Ok(())
     }
 

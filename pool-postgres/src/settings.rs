@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use pool_core::settings::{for_each_var, redact_url};
+use pool_core::settings::{apply_backend_vars, redact_url};
 use pool_core::{Builder, Config, EnvError};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::Socket;
@@ -166,9 +166,7 @@ impl Settings {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let vars: Vec<(K, V)> = vars.into_iter().collect();
-        let pairs = || vars.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
-        for_each_var(prefix, pairs(), |field, var| -> Result<(), EnvError> {
+        apply_backend_vars(prefix, vars, &mut self.pool, |field, var| {
             match field {
                 "URL" => self.url = Some(var.text()),
                 "HOST" => self.host = Some(var.text()),
@@ -191,9 +189,8 @@ impl Settings {
                 }
                 _ => {}
             }
-            Ok(())
+            Ok::<(), EnvError>(())
         })?;
-        self.pool.apply_vars(prefix, pairs())?;
         Ok(())
     }
 

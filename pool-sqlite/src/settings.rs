@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use pool_core::settings::for_each_var;
+use pool_core::settings::apply_backend_vars;
 use pool_core::{Builder, Config, EnvError};
 
 use crate::{ConfigError, Pool, SqliteManager, Synchronous};
@@ -129,9 +129,7 @@ impl Settings {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let vars: Vec<(K, V)> = vars.into_iter().collect();
-        let pairs = || vars.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
-        for_each_var(prefix, pairs(), |field, var| -> Result<(), EnvError> {
+        apply_backend_vars(prefix, vars, &mut self.pool, |field, var| {
             match field {
                 "URL" => self.url = Some(var.text()),
                 "BUSY_TIMEOUT" => self.busy_timeout = var.duration()?,
@@ -140,9 +138,8 @@ impl Settings {
                 "SYNCHRONOUS" => self.synchronous = var.parse()?,
                 _ => {}
             }
-            Ok(())
+            Ok::<(), EnvError>(())
         })?;
-        self.pool.apply_vars(prefix, pairs())?;
         Ok(())
     }
 
