@@ -232,8 +232,8 @@ impl Settings {
         self.manager_with(|config| Manager::with_tls(config, tls))
     }
 
-    /// Builds the pool (TLS as [`Settings::manager`]). Opens nothing (unless [`Config::min_idle`] asks for
-    /// connections, which are then opened in the background).
+    /// Builds the pool (TLS as [`Settings::manager`]). Opens nothing (unless
+    /// [`Config::min_idle`] asks for connections, which are then opened in the background).
     ///
     /// # Errors
     /// As [`Settings::manager`], and [`ConfigError::Pool`] when the pool's knobs are rejected.
