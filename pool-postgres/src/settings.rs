@@ -152,8 +152,9 @@ impl Settings {
     /// over settings read from a file. After the prefix: `URL`, `HOST`, `PORT`, `USER`,
     /// `PASSWORD`, `DBNAME`, `APPLICATION_NAME`, `SEARCH_PATH` (comma-separated),
     /// `RESET_MODE`, `STATEMENT_CACHE_CAPACITY`, `PGBOUNCER`, `TARGET_ROLE`,
-    /// `MAX_REPLICATION_LAG`, `TLS_CA_FILE` (feature `rustls`), and the pool's (`MAX_SIZE`, `WAIT_TIMEOUT`, …, see
-    /// [`Config::apply_vars`]). Other names with the prefix are ignored.
+    /// `MAX_REPLICATION_LAG`, `TLS_CA_FILE` (feature `rustls`), and the pool's (`MAX_SIZE`,
+    /// `WAIT_TIMEOUT`, …, see [`Config::apply_vars`]). Other names with the prefix are
+    /// ignored.
     ///
     /// # Errors
     /// [`ConfigError::Env`] for the first variable whose value does not fit.
