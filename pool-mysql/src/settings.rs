@@ -33,8 +33,10 @@ use crate::{ConfigError, Manager, Pool, ResetMode};
 /// ```
 ///
 /// An init hook is set on the [`Manager`] in code ([`Manager::init`], then
-/// [`Builder::from_config`] with [`Settings::pool`]); TLS through the URL's parameters
-/// (`require_ssl`, …, as [`Opts::from_url`] reads them).
+/// [`Builder::from_config`] with [`Settings::pool`]). TLS is the URL's parameters
+/// (`require_ssl=true`, `verify_ca`, `verify_identity`, as [`Opts::from_url`] reads them), once a
+/// TLS feature of mysql_async is enabled by depending on it yourself (this crate builds it with
+/// `minimal`).
 ///
 /// ```
 /// let settings = pool_mysql::Settings::from_vars(
