@@ -364,6 +364,46 @@ where
     pool.apply_vars(prefix, pairs())
 }
 
+/// Declares, on a backend's `Settings` type (one with `Default` and an inherent
+/// `apply_vars(&mut self, prefix, vars) -> Result<(), Error>`), the two constructors every
+/// backend offers: `from_env(prefix)` and `from_vars(prefix, vars)`, both over the defaults.
+/// Inherent methods, so that users call them without importing anything.
+///
+/// `pool_core::settings_constructors!(Settings, ConfigError);` in the backend's settings file.
+#[macro_export]
+macro_rules! settings_constructors {
+    ($settings:ty, $error:ty) => {
+        impl $settings {
+            /// Settings read from the environment variables that start with `prefix` (see
+            /// [`apply_vars`](Self::apply_vars)), over the defaults.
+            ///
+            /// # Errors
+            /// The error of the first variable whose value does not fit (it names the variable).
+            pub fn from_env(prefix: &str) -> ::std::result::Result<Self, $error> {
+                Self::from_vars(prefix, ::std::env::vars())
+            }
+
+            /// Settings read from `vars` (name, value pairs) over the defaults: the environment
+            /// without touching it, e.g. in tests.
+            ///
+            /// # Errors
+            /// The error of the first variable whose value does not fit (it names the variable).
+            pub fn from_vars<K, V>(
+                prefix: &str,
+                vars: impl ::std::iter::IntoIterator<Item = (K, V)>,
+            ) -> ::std::result::Result<Self, $error>
+            where
+                K: ::std::convert::AsRef<str>,
+                V: ::std::convert::AsRef<str>,
+            {
+                let mut settings = <Self as ::std::default::Default>::default();
+                settings.apply_vars(prefix, vars)?;
+                ::std::result::Result::Ok(settings)
+            }
+        }
+    };
+}
+
 impl Config {
     /// The default configuration with every setting the environment names overridden:
     /// `{prefix}MAX_SIZE`, `{prefix}WAIT_TIMEOUT`, … — the field's name in upper case (see

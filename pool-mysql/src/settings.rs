@@ -81,34 +81,9 @@ pub struct Settings {
     pub pool: Config,
 }
 
+pool_core::settings_constructors!(Settings, ConfigError);
+
 impl Settings {
-    /// Settings read from the environment variables that start with `prefix` (see
-    /// [`Settings::apply_vars`]), over the defaults.
-    ///
-    /// # Errors
-    /// [`ConfigError::Env`] for the first variable whose value does not fit.
-    pub fn from_env(prefix: &str) -> Result<Self, ConfigError> {
-        Self::from_vars(prefix, std::env::vars())
-    }
-
-    /// Settings read from `vars` (name, value pairs) over the defaults: the environment
-    /// without touching it, e.g. in tests.
-    ///
-    /// # Errors
-    /// [`ConfigError::Env`] for the first variable whose value does not fit.
-    pub fn from_vars<K, V>(
-        prefix: &str,
-        vars: impl IntoIterator<Item = (K, V)>,
-    ) -> Result<Self, ConfigError>
-    where
-        K: AsRef<str>,
-        V: AsRef<str>,
-    {
-        let mut settings = Settings::default();
-        settings.apply_vars(prefix, vars)?;
-        Ok(settings)
-    }
-
     /// Overrides the settings named by the variables of `vars` that start with `prefix`, e.g.
     /// over settings read from a file. After the prefix: `URL`, `HOST`, `PORT`, `USER`,
     /// `PASSWORD`, `DBNAME`, `SQL_MODE`, `TIME_ZONE`, `RESET_MODE`, and the pool's
@@ -142,12 +117,6 @@ impl Settings {
             Ok::<(), EnvError>(())
         })?;
         Ok(())
-    }
-
-    /// The pool's knobs ([`Settings::pool`]), e.g. for [`Builder::from_config`] with a
-    /// manager finished in code.
-    pub fn pool(&self) -> &Config {
-        &self.pool
     }
 
     /// The manager these settings describe. Opens nothing.

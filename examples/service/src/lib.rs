@@ -96,12 +96,9 @@ impl Settings {
             .into_iter()
             .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
             .collect();
-        settings
-            .postgres
-            .apply_vars(PG_ENV_PREFIX, vars.iter().cloned())?;
-        settings
-            .sqlite
-            .apply_vars(SQLITE_ENV_PREFIX, vars.iter().cloned())?;
+        let pairs = || vars.iter().map(|(k, v)| (k, v));
+        settings.postgres.apply_vars(PG_ENV_PREFIX, pairs())?;
+        settings.sqlite.apply_vars(SQLITE_ENV_PREFIX, pairs())?;
         if let Some((_, addr)) = vars.iter().find(|(k, _)| k == "SERVICE_ADDR") {
             settings.addr = Some(addr.clone());
         }

@@ -122,6 +122,19 @@ impl TlsServer {
     }
 }
 
+/// Asserts that the server sees `client`'s session over TLS.
+async fn assert_tls_session(client: &pool_postgres::tokio_postgres::Client) {
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the session runs over TLS");
+}
+
 fn poll_once_and_drop<F: Future>(fut: F) {
     let mut fut = pin!(fut);
     let _ = matches!(
@@ -137,15 +150,7 @@ async fn tls_sessions_are_followed_without_a_round_trip_per_checkout() {
 
     {
         let client = pool.get().await.expect("a TLS connection");
-        let ssl: bool = client
-            .query_one(
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert!(ssl, "the session runs over TLS");
+        assert_tls_session(&client).await;
         client
             .batch_execute("CREATE TABLE tls_t (id int)")
             .await
@@ -264,15 +269,7 @@ async fn settings_with_a_ca_file_connect_over_tls() {
     .expect("settings");
     let pool = settings.build().expect("pool");
     let client = pool.get().await.expect("a TLS connection from settings");
-    let ssl: bool = client
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(ssl, "the session runs over TLS");
+    assert_tls_session(&client).await;
 
     let not_pem = server.dir.path().join("not-a-certificate.pem");
     std::fs::write(&not_pem, "hello").unwrap();
