@@ -36,15 +36,16 @@ pub fn parse_optional(text: &str) -> Result<Option<Duration>, String> {
     }
 }
 
-/// Parses a boolean: `true`/`1`/`on`/`yes` or `false`/`0`/`off`/`no`.
+/// Parses a boolean, in any case: `true`/`1`/`on`/`yes` or `false`/`0`/`off`/`no`.
 ///
 /// # Errors
 /// A message naming the text, for anything else.
 pub fn parse_bool(text: &str) -> Result<bool, String> {
-    match text.trim() {
+    let text = text.trim();
+    match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "on" | "yes" => Ok(true),
         "false" | "0" | "off" | "no" => Ok(false),
-        other => Err(format!("{other:?} is not a boolean (true or false)")),
+        _ => Err(format!("{text:?} is not a boolean (true or false)")),
     }
 }
 

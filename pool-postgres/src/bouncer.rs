@@ -266,11 +266,7 @@ const PROBE: &str = "SAVEPOINT pool_postgres_describe";
 /// tokio-postgres should parse and the flag, if it was there.
 pub(crate) fn split_pgbouncer_flag(url: &str) -> Result<(String, Option<bool>), ConfigError> {
     fn flag(value: &str) -> Result<bool, ConfigError> {
-        match value.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(ConfigError::PgBouncerFlag),
-        }
+        pool_core::settings::parse_bool(value).map_err(|_| ConfigError::PgBouncerFlag)
     }
     let mut found = None;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
