@@ -116,7 +116,7 @@ impl<C, E> State<C, E> {
                 let held_for = now.saturating_duration_since(h.since);
                 if !h.leak_warned && held_for >= threshold {
                     h.leak_warned = true;
-                    after.leaks.push(Leak {
+                    after.leak(Leak {
                         conn_id: h.conn_id,
                         held_for,
                         holder: h.holder,
@@ -124,7 +124,7 @@ impl<C, E> State<C, E> {
                 }
             }
         }
-        after.refill = self.reserve_min_idle(now);
+        after.set_refill(self.reserve_min_idle(now));
         after
     }
 
@@ -195,12 +195,12 @@ mod tests {
         });
         open_idle(&mut st, t0, 1, 3);
         let after = st.reap(t0 + ms(49));
-        assert!(after.close_count() == 0 && after.leaks.is_empty());
-        assert_eq!(after.refill, 0);
+        assert!(after.close_count() == 0 && after.leaks().is_empty());
+        assert_eq!(after.refill(), 0);
         let after = st.reap(t0 + ms(50));
         assert_eq!(after.close_count(), 2, "down to min_idle");
         assert!(after.closing().iter().all(|(_, r)| *r == CloseReason::Idle));
-        assert_eq!(after.refill, 0);
+        assert_eq!(after.refill(), 0);
         assert_eq!(st.status().idle, 1);
         st.check_invariants();
     }
@@ -232,7 +232,7 @@ mod tests {
             "when it crosses"
         );
         let after = st.reap(t0 + ms(2_500));
-        assert_eq!(after.leaks.len(), 1);
+        assert_eq!(after.leaks().len(), 1);
         assert_eq!(
             st.next_pass(t0 + ms(2_500), interval),
             ms(2_000),
@@ -257,14 +257,15 @@ mod tests {
         let _held = take(&mut st, t0);
         let after = st.reap(t0 + ms(100));
         assert_eq!(
-            after.refill, 2,
+            after.refill(),
+            2,
             "nothing idle: two connects to keep min_idle"
         );
-        assert_eq!(after.leaks.len(), 1);
-        assert_eq!(after.leaks[0].held_for, ms(100));
+        assert_eq!(after.leaks().len(), 1);
+        assert_eq!(after.leaks()[0].held_for, ms(100));
         let after = st.reap(t0 + ms(200));
-        assert!(after.leaks.is_empty(), "warned once");
-        assert_eq!(after.refill, 0, "already opening");
+        assert!(after.leaks().is_empty(), "warned once");
+        assert_eq!(after.refill(), 0, "already opening");
         assert_eq!(st.status().opening, 2);
         st.check_invariants();
     }

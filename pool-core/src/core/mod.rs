@@ -191,30 +191,36 @@ pub(crate) struct Returned<C> {
 /// of the pool (`Shared::run`) carries it out, never under the lock.
 ///
 /// The first two wake-ups and the first connection to close are stored inline: check-in,
-/// cancellation and connect outcomes (the hot and warm paths) never allocate; only operations
-/// over many waiters or connections (close, resize, reap, sweep, reclaim) fill the vectors.
+/// cancellation and connect outcomes (the hot and warm paths) never allocate. Everything else
+/// (more wake-ups or closes, leaks, refills: operations over many waiters or connections, such
+/// as close, resize, reap, sweep, reclaim) goes into one boxed [`More`], so the common value is
+/// small: it is built and moved on every check-in and every queueing, and an empty one is
+/// skipped at once.
 #[must_use = "run it once the lock is released"]
 #[derive(Debug)]
 pub(crate) struct After<C> {
     wakes: [Option<Wake>; 2],
-    more_wakes: Vec<Wake>,
     close_one: Option<Closing<C>>,
-    more_closing: Vec<Closing<C>>,
+    more: Option<Box<More<C>>>,
+}
+
+/// The rare part of an [`After`].
+#[derive(Debug)]
+pub(crate) struct More<C> {
+    wakes: Vec<Wake>,
+    closing: Vec<Closing<C>>,
     /// Connections held past the leak threshold, to warn about.
-    pub(crate) leaks: Vec<Leak>,
+    leaks: Vec<Leak>,
     /// Capacity reserved for connects that bring idle connections up to `min_idle`.
-    pub(crate) refill: usize,
+    refill: usize,
 }
 
 impl<C> Default for After<C> {
     fn default() -> Self {
         After {
             wakes: [None, None],
-            more_wakes: Vec::new(),
             close_one: None,
-            more_closing: Vec::new(),
-            leaks: Vec::new(),
-            refill: 0,
+            more: None,
         }
     }
 }
@@ -227,9 +233,30 @@ impl<C> After<C> {
 
     /// Just this wake-up, if any.
     pub(crate) fn waking(wake: Option<Wake>) -> Self {
-        let mut after = After::none();
-        after.wake(wake);
-        after
+        After {
+            wakes: [wake, None],
+            close_one: None,
+            more: None,
+        }
+    }
+
+    /// Whether there is nothing to do.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.wakes[0].is_none()
+            && self.wakes[1].is_none()
+            && self.close_one.is_none()
+            && self.more.is_none()
+    }
+
+    fn more(&mut self) -> &mut More<C> {
+        self.more.get_or_insert_with(|| {
+            Box::new(More {
+                wakes: Vec::new(),
+                closing: Vec::new(),
+                leaks: Vec::new(),
+                refill: 0,
+            })
+        })
     }
 
     /// Adds a wake-up (`None` adds nothing).
@@ -237,7 +264,7 @@ impl<C> After<C> {
         let Some(w) = wake else { return };
         match self.wakes.iter_mut().find(|slot| slot.is_none()) {
             Some(slot) => *slot = Some(w),
-            None => self.more_wakes.push(w),
+            None => self.more().wakes.push(w),
         }
     }
 
@@ -246,19 +273,50 @@ impl<C> After<C> {
         if self.close_one.is_none() {
             self.close_one = Some((conn, reason));
         } else {
-            self.more_closing.push((conn, reason));
+            self.more().closing.push((conn, reason));
         }
+    }
+
+    /// Adds a leaked connection to warn about.
+    pub(crate) fn leak(&mut self, leak: Leak) {
+        self.more().leaks.push(leak);
+    }
+
+    /// Sets the capacity reserved for `min_idle` connects.
+    pub(crate) fn set_refill(&mut self, n: usize) {
+        if n > 0 || self.more.is_some() {
+            self.more().refill = n;
+        }
+    }
+
+    /// Takes the capacity reserved for `min_idle` connects out.
+    pub(crate) fn take_refill(&mut self) -> usize {
+        self.more
+            .as_mut()
+            .map_or(0, |m| std::mem::take(&mut m.refill))
+    }
+
+    /// The leaks to warn about (tests).
+    #[cfg(test)]
+    pub(crate) fn leaks(&self) -> &[Leak] {
+        self.more.as_ref().map_or(&[], |m| &m.leaks)
+    }
+
+    /// The capacity reserved for `min_idle` connects (tests).
+    #[cfg(test)]
+    pub(crate) fn refill(&self) -> usize {
+        self.more.as_ref().map_or(0, |m| m.refill)
     }
 
     /// How many wake-ups it holds.
     #[cfg(test)]
     pub(crate) fn wake_count(&self) -> usize {
-        self.wakes.iter().flatten().count() + self.more_wakes.len()
+        self.wakes.iter().flatten().count() + self.more.as_ref().map_or(0, |m| m.wakes.len())
     }
 
     /// How many connections it closes.
     pub(crate) fn close_count(&self) -> usize {
-        usize::from(self.close_one.is_some()) + self.more_closing.len()
+        usize::from(self.close_one.is_some()) + self.more.as_ref().map_or(0, |m| m.closing.len())
     }
 
     /// Adds everything `other` has to do.
@@ -270,8 +328,11 @@ impl<C> After<C> {
         for (c, r) in closing {
             self.close(c, r);
         }
-        self.leaks.extend(leaks);
-        self.refill += refill;
+        if !leaks.is_empty() || refill > 0 {
+            let more = self.more();
+            more.leaks.extend(leaks);
+            more.refill += refill;
+        }
     }
 
     /// Its parts: the wake-ups and the connections to close (each in order), the leaks, the
@@ -285,15 +346,47 @@ impl<C> After<C> {
         usize,
     ) {
         let [a, b] = self.wakes;
-        let wakes = a.into_iter().chain(b).chain(self.more_wakes);
-        let closing = self.close_one.into_iter().chain(self.more_closing);
-        (wakes, closing, self.leaks, self.refill)
+        let (more_wakes, more_closing, leaks, refill) = match self.more {
+            Some(m) => {
+                let More {
+                    wakes,
+                    closing,
+                    leaks,
+                    refill,
+                } = *m;
+                (wakes, closing, leaks, refill)
+            }
+            None => (Vec::new(), Vec::new(), Vec::new(), 0),
+        };
+        let wakes = a.into_iter().chain(b).chain(more_wakes);
+        let closing = self.close_one.into_iter().chain(more_closing);
+        (wakes, closing, leaks, refill)
+    }
+
+    /// The common case, split off: the inline wake-ups and close, and the rest if any.
+    pub(crate) fn split(self) -> ([Option<Wake>; 2], Option<Closing<C>>, Option<Box<More<C>>>) {
+        (self.wakes, self.close_one, self.more)
     }
 
     /// The connections to close (for tests that look at them).
     #[cfg(test)]
     pub(crate) fn closing(&self) -> Vec<&Closing<C>> {
-        self.close_one.iter().chain(&self.more_closing).collect()
+        self.close_one
+            .iter()
+            .chain(self.more.iter().flat_map(|m| m.closing.iter()))
+            .collect()
+    }
+}
+
+impl<C> More<C> {
+    /// The capacity reserved for `min_idle` connects still in it (started by `maintain`).
+    pub(crate) fn refill_left(&self) -> usize {
+        self.refill
+    }
+
+    /// Its parts: the wake-ups, the connections to close, the leaks.
+    pub(crate) fn into_parts(self) -> (Vec<Wake>, Vec<Closing<C>>, Vec<Leak>) {
+        (self.wakes, self.closing, self.leaks)
     }
 }
 

@@ -168,12 +168,21 @@ impl<M: Manager> Shared<M> {
     /// that does): wakes requests, closes connections, warns of leaks. A refill is started by
     /// [`maintain`](Self::maintain), the only operation that reserves one, before this runs.
     pub(crate) fn run(&self, after: After<M::Connection>) {
-        let (wakes, closing, leaks, refill) = after.into_parts();
-        debug_assert_eq!(refill, 0, "a refill is started by `maintain`");
-        for w in wakes {
+        if after.is_empty() {
+            return;
+        }
+        let ([a, b], close_one, more) = after.split();
+        let (more_wakes, more_closing, leaks) = match more {
+            Some(m) => {
+                debug_assert_eq!(m.refill_left(), 0, "a refill is started by `maintain`");
+                m.into_parts()
+            }
+            None => Default::default(),
+        };
+        for w in a.into_iter().chain(b).chain(more_wakes) {
             w.wake();
         }
-        for (c, r) in closing {
+        for (c, r) in close_one.into_iter().chain(more_closing) {
             self.close_conn(c, r);
         }
         for leak in leaks {
@@ -257,7 +266,7 @@ impl<M: Manager> Shared<M> {
         });
         // The reserved capacity goes into `Reservation`s first: a manager's `close` that panics
         // below must not leak it.
-        self.spawn_refill::<F>(std::mem::take(&mut after.refill));
+        self.spawn_refill::<F>(after.take_refill());
         self.run(after);
         next
     }

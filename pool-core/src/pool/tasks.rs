@@ -197,7 +197,9 @@ impl<M: Manager> Get<M> {
                     .poll_cell_waiter(key, &cell, task_wake(cx.waker()))
             }
         };
-        shared.run(After::waking(next));
+        if let Some(w) = next {
+            w.wake();
+        }
         match grant {
             None => {
                 self.state = GetState::Waiting { key, start, cell };
@@ -264,7 +266,9 @@ impl<M: Manager> Future for WaitGrant<'_, M> {
                 .state
                 .lock()
                 .poll_waiter(self.key, self.since, task_wake(cx.waker()));
-        self.shared.run(After::waking(next));
+        if let Some(w) = next {
+            w.wake();
+        }
         match grant {
             Some(g) => {
                 self.done = true;
