@@ -204,6 +204,9 @@ pub(crate) struct After<C> {
     more: Option<Box<More<C>>>,
 }
 
+/// An [`After`] taken apart: its inline wake-ups, its inline close, and the rest if any.
+pub(crate) type Split<C> = ([Option<Wake>; 2], Option<Closing<C>>, Option<Box<More<C>>>);
+
 /// The rare part of an [`After`].
 #[derive(Debug)]
 pub(crate) struct More<C> {
@@ -364,7 +367,7 @@ impl<C> After<C> {
     }
 
     /// The common case, split off: the inline wake-ups and close, and the rest if any.
-    pub(crate) fn split(self) -> ([Option<Wake>; 2], Option<Closing<C>>, Option<Box<More<C>>>) {
+    pub(crate) fn split(self) -> Split<C> {
         (self.wakes, self.close_one, self.more)
     }
 
