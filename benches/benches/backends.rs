@@ -15,7 +15,10 @@
 //!   dedicated `Conn`s.
 //! - `sqlite/tasks8/<x>` and `sqlite/threads4/<x>`: a point read on a 10 000-row table: ours
 //!   (`get` + `interact`, the one-call `SqlitePool::interact`, `get_blocking` + `lock`),
-//!   deadpool-sqlite, r2d2_sqlite.
+//!   deadpool-sqlite, r2d2_sqlite, and (tasks only) `dedicated`: one connection per task, no
+//!   pool, each read on `spawn_blocking` (the ceiling from async code that does not block the
+//!   runtime), and `dedicated_inline`, the same connections read inline on the runtime's
+//!   workers (blocking them: not a contender, the cost of the read itself, for scale).
 //!
 //! After the criterion groups, each group also prints an *interleaved* report: the
 //! contenders run in turn, round after round, and each is given as a ratio to ours within the
@@ -711,9 +714,22 @@ fn bench_sqlite(c: &mut Criterion) {
         )
         .expect("r2d2 pool");
     let key = |i: u64| i64::try_from(i % ROWS as u64).unwrap_or(0) + 1;
+    // The ceiling from async code without blocking the runtime: one connection per task, opened
+    // up front, each read on `spawn_blocking` (as every pool here runs it), no pool.
+    let tasks = 8;
+    let dedicated: Arc<Vec<Arc<std::sync::Mutex<rusqlite::Connection>>>> = Arc::new(
+        (0..tasks)
+            .map(|_| {
+                let c = rusqlite::Connection::open(&path).expect("sqlite connection");
+                c.execute_batch(PRAGMAS).expect("pragmas");
+                Arc::new(std::sync::Mutex::new(c))
+            })
+            .collect(),
+    );
+
+    let dedicated_inline = Arc::clone(&dedicated);
 
     // Tasks: each operation a point read through the pool's way of running blocking work.
-    let tasks = 8;
     let variants = [
         sqlite_tasks("ours", &ours, move |pool, i| async move {
             let conn = pool.get().await.expect("get");
@@ -738,6 +754,35 @@ fn bench_sqlite(c: &mut Criterion) {
             tokio::task::spawn_blocking(move || read(&pool.get().expect("get"), key(i)))
                 .await
                 .expect("blocking task");
+        }),
+        variant("dedicated", move |tasks, iters| {
+            let dedicated = Arc::clone(&dedicated);
+            spread(tasks, iters, move |t, n| {
+                let conn = Arc::clone(&dedicated[t % dedicated.len()]);
+                async move {
+                    for i in 0..n {
+                        let conn = Arc::clone(&conn);
+                        tokio::task::spawn_blocking(move || {
+                            read(&conn.lock().expect("not poisoned"), key(i));
+                        })
+                        .await
+                        .expect("blocking task");
+                    }
+                }
+            })
+        }),
+        // Not a contender for async code (it blocks the runtime's workers): the cost of the
+        // read itself, for scale.
+        variant("dedicated_inline", move |tasks, iters| {
+            let dedicated = Arc::clone(&dedicated_inline);
+            spread(tasks, iters, move |t, n| {
+                let conn = Arc::clone(&dedicated[t % dedicated.len()]);
+                async move {
+                    for i in 0..n {
+                        read(&conn.lock().expect("not poisoned"), key(i));
+                    }
+                }
+            })
         }),
     ];
 
