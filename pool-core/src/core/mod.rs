@@ -210,12 +210,25 @@ pub(crate) type Split<C> = ([Option<Wake>; 2], Option<Closing<C>>, Option<Box<Mo
 /// The rare part of an [`After`].
 #[derive(Debug)]
 pub(crate) struct More<C> {
-    wakes: Vec<Wake>,
-    closing: Vec<Closing<C>>,
+    /// Wake-ups after the inline two.
+    pub(crate) wakes: Vec<Wake>,
+    /// Connections to close after the inline one.
+    pub(crate) closing: Vec<Closing<C>>,
     /// Connections held past the leak threshold, to warn about.
-    leaks: Vec<Leak>,
+    pub(crate) leaks: Vec<Leak>,
     /// Capacity reserved for connects that bring idle connections up to `min_idle`.
-    refill: usize,
+    pub(crate) refill: usize,
+}
+
+impl<C> Default for More<C> {
+    fn default() -> Self {
+        More {
+            wakes: Vec::new(),
+            closing: Vec::new(),
+            leaks: Vec::new(),
+            refill: 0,
+        }
+    }
 }
 
 impl<C> Default for After<C> {
@@ -252,14 +265,7 @@ impl<C> After<C> {
     }
 
     fn more(&mut self) -> &mut More<C> {
-        self.more.get_or_insert_with(|| {
-            Box::new(More {
-                wakes: Vec::new(),
-                closing: Vec::new(),
-                leaks: Vec::new(),
-                refill: 0,
-            })
-        })
+        self.more.get_or_insert_with(Box::default)
     }
 
     /// Adds a wake-up (`None` adds nothing).
@@ -322,13 +328,19 @@ impl<C> After<C> {
         usize::from(self.close_one.is_some()) + self.more.as_ref().map_or(0, |m| m.closing.len())
     }
 
-    /// Adds everything `other` has to do.
+    /// Adds everything `other` has to do, in its order.
     pub(crate) fn merge(&mut self, other: After<C>) {
-        let (wakes, closing, leaks, refill) = other.into_parts();
-        for w in wakes {
+        let ([a, b], close_one, more) = other.split();
+        let More {
+            wakes,
+            closing,
+            leaks,
+            refill,
+        } = more.map_or_else(More::default, |m| *m);
+        for w in [a, b].into_iter().flatten().chain(wakes) {
             self.wake(Some(w));
         }
-        for (c, r) in closing {
+        for (c, r) in close_one.into_iter().chain(closing) {
             self.close(c, r);
         }
         if !leaks.is_empty() || refill > 0 {
@@ -336,34 +348,6 @@ impl<C> After<C> {
             more.leaks.extend(leaks);
             more.refill += refill;
         }
-    }
-
-    /// Its parts: the wake-ups and the connections to close (each in order), the leaks, the
-    /// refill.
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        impl Iterator<Item = Wake>,
-        impl Iterator<Item = Closing<C>>,
-        Vec<Leak>,
-        usize,
-    ) {
-        let [a, b] = self.wakes;
-        let (more_wakes, more_closing, leaks, refill) = match self.more {
-            Some(m) => {
-                let More {
-                    wakes,
-                    closing,
-                    leaks,
-                    refill,
-                } = *m;
-                (wakes, closing, leaks, refill)
-            }
-            None => (Vec::new(), Vec::new(), Vec::new(), 0),
-        };
-        let wakes = a.into_iter().chain(b).chain(more_wakes);
-        let closing = self.close_one.into_iter().chain(more_closing);
-        (wakes, closing, leaks, refill)
     }
 
     /// The common case, split off: the inline wake-ups and close, and the rest if any.
@@ -378,18 +362,6 @@ impl<C> After<C> {
             .iter()
             .chain(self.more.iter().flat_map(|m| m.closing.iter()))
             .collect()
-    }
-}
-
-impl<C> More<C> {
-    /// The capacity reserved for `min_idle` connects still in it (started by `maintain`).
-    pub(crate) fn refill_left(&self) -> usize {
-        self.refill
-    }
-
-    /// Its parts: the wake-ups, the connections to close, the leaks.
-    pub(crate) fn into_parts(self) -> (Vec<Wake>, Vec<Closing<C>>, Vec<Leak>) {
-        (self.wakes, self.closing, self.leaks)
     }
 }
 

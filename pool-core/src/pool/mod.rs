@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::config::{Builder, Config};
 use crate::core::cell::{GrantCell, Stashes};
 use crate::core::{
-    Acquire, After, Ask, ConnectFailure, Entry, Grant, Holder, Idle, Limits, Retake, State,
+    Acquire, After, Ask, ConnectFailure, Entry, Grant, Holder, Idle, Limits, More, Retake, State,
     Sweeper, Wake,
 };
 use crate::deadline::Deadline;
@@ -172,13 +172,13 @@ impl<M: Manager> Shared<M> {
             return;
         }
         let ([a, b], close_one, more) = after.split();
-        let (more_wakes, more_closing, leaks) = match more {
-            Some(m) => {
-                debug_assert_eq!(m.refill_left(), 0, "a refill is started by `maintain`");
-                m.into_parts()
-            }
-            None => Default::default(),
-        };
+        let More {
+            wakes: more_wakes,
+            closing: more_closing,
+            leaks,
+            refill,
+        } = more.map_or_else(More::default, |m| *m);
+        debug_assert_eq!(refill, 0, "a refill is started by `maintain`");
         for w in a.into_iter().chain(b).chain(more_wakes) {
             w.wake();
         }

@@ -144,7 +144,9 @@ impl FrontEnd for Thread {
                     Wake::Thread(_) => None,
                     _ => Some(Wake::Thread(ThreadWaker::for_this_thread())),
                 });
-            shared.run(After::waking(next));
+            if let Some(w) = next {
+                w.wake();
+            }
             if grant.is_some() {
                 return grant;
             }
